@@ -1,0 +1,107 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Same settings on every target (STYLE.md §2).
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "portcullis",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "portcullis", targets: ["portcullis"])
+    ],
+    dependencies: [
+        // Pinned exactly to the set in DESIGN.md that resolves and builds together here.
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", exact: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+    ],
+    targets: [
+        // ---- pure layers: no NIO, no sockets (scripts/check-layering.sh enforces it) ----
+        .target(name: "ProxyModel", swiftSettings: swiftSettings),
+        .target(name: "PolicyCore", dependencies: ["ProxyModel"], swiftSettings: swiftSettings),
+        .target(
+            name: "ProxyConfig",
+            dependencies: [
+                "ProxyModel", "PolicyCore",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // ---- data plane ----
+        .target(
+            name: "ProxyHTTP",
+            dependencies: [
+                "ProxyModel", "PolicyCore", "ProxyConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // ---- server: wiring, lifecycle, reload ----
+        .target(
+            name: "ProxyServer",
+            dependencies: [
+                "ProxyModel", "PolicyCore", "ProxyConfig", "ProxyHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // ---- executable: CLI parsing only ----
+        .executableTarget(
+            name: "portcullis",
+            dependencies: [
+                "ProxyServer", "ProxyConfig", "ProxyModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // ---- tests ----
+        .testTarget(name: "ProxyModelTests", dependencies: ["ProxyModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "PolicyCoreTests", dependencies: ["PolicyCore", "ProxyModel"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ProxyConfigTests",
+            dependencies: ["ProxyConfig", "PolicyCore", "ProxyModel"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ProxyHTTPTests",
+            dependencies: [
+                "ProxyHTTP", "ProxyConfig", "PolicyCore", "ProxyModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,150 @@
+public import Logging
+public import NIOCore
+import NIOConcurrencyHelpers
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+public import ProxyConfig
+
+/// Counts open connections of a listener and closes new ones beyond `max_connections` at accept.
+final class ConnectionLimitHandler: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+
+    private let limit: Int
+    private let open: NIOLockedValueBox<Int>
+    private let logger: Logger
+
+    init(limit: Int, open: NIOLockedValueBox<Int>, logger: Logger) {
+        self.limit = limit
+        self.open = open
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let child = Self.unwrapInboundIn(data)
+        let admitted = self.open.withLockedValue { count -> Bool in
+            guard count < self.limit else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            self.logger.debug("connection refused: listener at max_connections")
+            child.close(promise: nil)
+            return
+        }
+        let open = self.open
+        child.closeFuture.whenComplete { _ in
+            open.withLockedValue { $0 -= 1 }
+        }
+        context.fireChannelRead(data)
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionLimitHandler: Sendable {}
+
+/// A bound listener: an HTTP proxy listener or the admin listener.
+public final class HTTPListener: Sendable {
+    public let config: ListenerConfig
+    public let channel: any Channel
+    private let quiesce: ServerQuiescingHelper
+    private let openConnections: NIOLockedValueBox<Int>
+
+    /// The address actually bound (port 0 in the config binds an ephemeral port).
+    public var localAddress: SocketAddress? { self.channel.localAddress }
+
+    public var connectionCount: Int { self.openConnections.withLockedValue { $0 } }
+
+    private init(config: ListenerConfig, channel: any Channel, quiesce: ServerQuiescingHelper, open: NIOLockedValueBox<Int>) {
+        self.config = config
+        self.channel = channel
+        self.quiesce = quiesce
+        self.openConnections = open
+    }
+
+    /// Binds the listener. HTTP listeners run the proxy request path, admin listeners health endpoints.
+    public static func bind(
+        _ config: ListenerConfig,
+        runtime: ProxyRuntime,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> HTTPListener {
+        let quiesce = ServerQuiescingHelper(group: group)
+        let open = NIOLockedValueBox(0)
+        var logger = logger
+        logger[metadataKey: "proxy_listener"] = "\(config.name)"
+        let listenerLogger = logger
+        let limits = config.limits
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderFieldCount = limits.maxHeaderCount
+        let finalDecoderLimits = decoderLimits
+
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                    try sync.addHandler(ConnectionLimitHandler(limit: limits.maxConnections, open: open, logger: listenerLogger))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    switch config.protocolKind {
+                    case .admin:
+                        try sync.configureHTTPServerPipeline(
+                            withPipeliningAssistance: true,
+                            withErrorHandling: true
+                        )
+                        try sync.addHandler(AdminHandler(readiness: runtime.readiness))
+                    default:
+                        let observer = InboundBytesObserver()
+                        try sync.addHandler(observer)
+                        // NIOHTTP1's decoder (llhttp) and encoder, wired so HEAD responses carry no body.
+                        // Outbound header validation is off: upstream headers were validated by the
+                        // upstream-side parser and the proxy validates what it adds itself.
+                        try sync.configureHTTPServerPipeline(
+                            withPipeliningAssistance: false,
+                            withServerUpgrade: nil,
+                            withErrorHandling: false,
+                            withOutboundHeaderValidation: false,
+                            withEncoderConfiguration: .init(),
+                            withDecoderLimitConfiguration: finalDecoderLimits
+                        )
+                        let handler = ProxyServerHandler(
+                            runtime: runtime,
+                            loop: runtime.loopContext(for: channel.eventLoop),
+                            listener: config,
+                            scheme: config.protocolKind == .https ? "https" : "http",
+                            logger: listenerLogger
+                        )
+                        observer.target = handler
+                        try sync.addHandler(handler)
+                    }
+                }
+            }
+        let channel = try await bootstrap.bind(host: config.address.host, port: config.address.port).get()
+        logger.info("listening", metadata: ["proxy_address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        return HTTPListener(config: config, channel: channel, quiesce: quiesce, open: open)
+    }
+
+    /// Stops accepting, asks every connection to finish its exchange and close; completes when all are closed.
+    public func quiesce(eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let promise = eventLoop.makePromise(of: Void.self)
+        self.quiesce.initiateShutdown(promise: promise)
+        return promise.futureResult
+    }
+
+    /// Closes the listening socket only (admin listener at the end of a drain).
+    public func close() async {
+        try? await self.channel.close()
+    }
+}

@@ -1,0 +1,735 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import ProxyConfig
+import ProxyModel
+
+/// Sits in front of the HTTP/1 decoder and tells the proxy handler that bytes arrived, so that the
+/// header-read timer starts with the first byte of a request (slowloris protection).
+final class InboundBytesObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    weak var target: ProxyServerHandler?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.target?.clientBytesArrived()
+        context.fireChannelRead(data)
+    }
+}
+
+@available(*, unavailable)
+extension InboundBytesObserver: Sendable {}
+
+/// The request path of one client connection (HTTP/1.1): parse (NIOHTTP1 decoder, upstream of this
+/// handler) → normalize → route → identity → policy → upstream authentication → forward, one pass.
+/// Pipelined requests are queued here and answered in order, without pausing/resuming the socket per request.
+/// Bodies stream in both directions with backpressure: a side that cannot take more stops reads on the other.
+final class ProxyServerHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let runtime: ProxyRuntime
+    private let loop: LoopContext
+    private let listener: ListenerConfig
+    private var logger: Logger
+    private var connection: ConnectionInfo
+    private var context: ChannelHandlerContext?
+
+    private var inbox = CircularBuffer<HTTPServerRequestPart>()
+    private var pumping = false
+    private var exchange: Exchange?
+
+    private var readsAllowed = true
+    private var readPending = false
+    /// false once the connection is to close after the current exchange.
+    private var keepAlive = true
+    private var closing = false
+    private var inputClosed = false
+    private var requestCount = 0
+
+    private var idleTimer: Scheduled<Void>?
+    private var headerTimer: Scheduled<Void>?
+
+    init(runtime: ProxyRuntime, loop: LoopContext, listener: ListenerConfig, scheme: String, logger: Logger) {
+        self.runtime = runtime
+        self.loop = loop
+        self.listener = listener
+        self.logger = logger
+        self.connection = ConnectionInfo(listener: listener, peer: nil, peerDescription: "unknown", scheme: scheme)
+    }
+
+    // MARK: lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let remote = context.channel.remoteAddress {
+            let text = remote.ipAddress ?? "unknown"
+            self.connection = ConnectionInfo(
+                listener: self.listener,
+                peer: remote.ipAddress.flatMap(IPAddress.parse),
+                peerDescription: text,
+                scheme: self.connection.scheme
+            )
+            self.logger[metadataKey: "proxy_peer"] = "\(text):\(remote.port ?? 0)"
+        }
+        if context.channel.isActive { self.startIdleTimer() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.startIdleTimer()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.closing = true
+        self.cancelConnectionTimers()
+        if let exchange = self.exchange {
+            self.exchange = nil
+            self.abortUpstream(exchange)
+            exchange.cancelTimers()
+        }
+        self.inbox.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            // Graceful shutdown: finish the exchange under way (with Connection: close), take no more.
+            self.keepAlive = false
+            if self.exchange == nil {
+                self.closeNow()
+            }
+            return
+        }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            self.inputClosed = true
+            if self.exchange == nil && self.inbox.isEmpty {
+                self.closeNow()
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parserError = error as? HTTPParserError {
+            let reason = Self.reason(for: parserError)
+            self.logger.debug("client request refused by parser", metadata: ["proxy_error": "\(parserError)"])
+            self.keepAlive = false
+            self.inbox.removeAll()
+            if let exchange = self.exchange {
+                if exchange.responseHeadSent {
+                    self.closeNow()
+                } else {
+                    self.abortUpstream(exchange)
+                    exchange.requestEndReceived = true
+                    self.respond(exchange, reason: reason)
+                }
+            } else {
+                self.respondWithoutExchange(reason: reason)
+            }
+            return
+        }
+        if let event = error as? ChannelError, event == .ioOnClosedChannel || event == .alreadyClosed {
+            return
+        }
+        self.logger.debug("client connection error", metadata: ["proxy_error": "\(error)"])
+        self.closeNow()
+    }
+
+    static func reason(for error: HTTPParserError) -> ReasonCode {
+        switch error {
+        case .headerOverflow: return .headersTooLarge
+        case .invalidContentLength, .unexpectedContentLength: return .ambiguousFraming
+        default: return .malformedRequest
+        }
+    }
+
+    // MARK: reads and writability (backpressure)
+
+    func read(context: ChannelHandlerContext) {
+        if self.readsAllowed {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+
+    private func updateReads() {
+        let want: Bool
+        if self.closing {
+            want = false
+        } else if let exchange = self.exchange {
+            // Read more of this request only while it streams to an upstream that can take it.
+            if exchange.requestEndReceived {
+                want = false
+            } else if exchange.phase == .forwarding, let upstream = exchange.upstream {
+                want = upstream.channel.isWritable
+            } else {
+                want = false
+            }
+        } else {
+            want = self.inbox.isEmpty
+        }
+        self.readsAllowed = want
+        if want, self.readPending, let context = self.context {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let exchange = self.exchange, let upstream = exchange.upstream {
+            upstream.handler.setReadsAllowed(context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: inbound
+
+    func clientBytesArrived() {
+        guard self.exchange == nil, self.inbox.isEmpty, self.headerTimer == nil, !self.closing else { return }
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+        guard let context = self.context else { return }
+        let timeout = TimeAmount(self.listener.limits.headerReadTimeout)
+        self.headerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            guard let self else { return }
+            self.headerTimer = nil
+            guard self.exchange == nil, !self.closing else { return }
+            self.logger.debug("request head not received in time")
+            self.keepAlive = false
+            self.respondWithoutExchange(reason: .requestTimeout)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if self.closing { return }
+        self.inbox.append(Self.unwrapInboundIn(data))
+        self.pumpInbox()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let exchange = self.exchange, exchange.needsUpstreamFlush, let upstream = exchange.upstream {
+            exchange.needsUpstreamFlush = false
+            upstream.handler.context?.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    /// Hands queued parts to the current exchange, or starts the next exchange; stops at a request whose
+    /// predecessor is still being answered (pipelining: answers go out in order).
+    private func pumpInbox() {
+        guard !self.pumping else { return }
+        self.pumping = true
+        defer { self.pumping = false }
+        while !self.closing, let part = self.inbox.first {
+            if let exchange = self.exchange {
+                if exchange.requestEndReceived { break }
+                self.inbox.removeFirst()
+                self.requestPart(part, exchange: exchange)
+            } else {
+                self.inbox.removeFirst()
+                guard case .head(let head) = part else {
+                    // Body without a head cannot come from the decoder; be safe.
+                    self.closeNow()
+                    break
+                }
+                self.startExchange(head)
+            }
+        }
+        if self.exchange == nil && self.inbox.isEmpty && self.inputClosed && !self.closing {
+            self.closeNow()
+        }
+        self.updateReads()
+    }
+
+    private func startExchange(_ head: HTTPRequestHead) {
+        guard let context = self.context else { return }
+        self.cancelConnectionTimers()
+        self.requestCount += 1
+        if !head.isKeepAlive || self.requestCount >= self.listener.limits.maxRequestsPerConnection {
+            self.keepAlive = false
+        }
+        let expectsBody =
+            head.headers.contains(name: "transfer-encoding")
+            || head.headers[canonicalForm: "content-length"].contains { $0 != "0" }
+        let exchange = Exchange(server: self, clientVersion: head.version, expectsBody: expectsBody)
+        self.exchange = exchange
+        let snapshot = self.runtime.snapshots.current
+        let outcome = RequestPreparation.prepare(
+            head: head,
+            connection: self.connection,
+            snapshot: snapshot,
+            generateRequestID: self.loop.makeRequestID
+        )
+        switch outcome {
+        case .reject(let reason, let requestID, let route, let close):
+            exchange.requestID = requestID
+            exchange.routeName = route
+            if close { self.keepAlive = false }
+            self.logger.debug(
+                "request refused",
+                metadata: ["proxy_request_id": "\(requestID)", "proxy_reason": "\(reason)"]
+            )
+            self.respond(exchange, reason: reason)
+        case .forward(let prepared):
+            exchange.requestID = prepared.requestID
+            exchange.routeName = prepared.route.name
+            exchange.prepared = prepared
+            if prepared.requestedUpgrade { self.keepAlive = false }
+            let input = AuthenticationInput(route: prepared.route.config, head: head, connection: self.connection)
+            switch self.runtime.stages.authenticate(input, eventLoop: context.eventLoop) {
+            case .ready(let outcome):
+                self.authenticated(exchange, outcome: outcome)
+            case .later(let future):
+                future.hop(to: context.eventLoop).assumeIsolated().whenComplete { [weak self] result in
+                    guard let self, self.exchange === exchange else { return }
+                    switch result {
+                    case .success(let outcome): self.authenticated(exchange, outcome: outcome)
+                    case .failure: self.respond(exchange, reason: .internalError)
+                    }
+                    self.updateReads()
+                }
+            }
+        }
+    }
+
+    private func authenticated(_ exchange: Exchange, outcome: AuthenticationOutcome) {
+        guard let prepared = exchange.prepared, let context = self.context else { return }
+        switch outcome {
+        case .refused(let reason, let challenge):
+            self.respond(exchange, reason: reason, wwwAuthenticate: challenge)
+        case .identity(let principal):
+            switch self.runtime.stages.authorize(prepared, principal: principal) {
+            case .deny(let reason, _):
+                let challenge =
+                    reason == .unauthenticated && !(prepared.route.config.auth?.issuers.isEmpty ?? true)
+                    ? #"Bearer realm="portcullis""# : nil
+                self.respond(exchange, reason: reason, wwwAuthenticate: challenge)
+            case .allow:
+                switch self.runtime.stages.authenticateUpstream(
+                    prepared.upstreamHead,
+                    request: prepared,
+                    principal: principal,
+                    eventLoop: context.eventLoop
+                ) {
+                case .ready(let result):
+                    self.upstreamAuthenticated(exchange, result: result)
+                case .later(let future):
+                    future.hop(to: context.eventLoop).assumeIsolated().whenComplete { [weak self] result in
+                        guard let self, self.exchange === exchange else { return }
+                        switch result {
+                        case .success(let result): self.upstreamAuthenticated(exchange, result: result)
+                        case .failure: self.respond(exchange, reason: .internalError)
+                        }
+                        self.updateReads()
+                    }
+                }
+            }
+        }
+    }
+
+    private func upstreamAuthenticated(_ exchange: Exchange, result: Result<HTTPRequestHead, ReasonCode>) {
+        guard let prepared = exchange.prepared, let context = self.context else { return }
+        switch result {
+        case .failure(let reason):
+            self.respond(exchange, reason: reason)
+        case .success(let head):
+            exchange.upstreamHead = head
+            if prepared.expectContinue && !exchange.requestEndReceived {
+                // Invariant 3: 100 Continue only once the request is authorized.
+                context.writeAndFlush(
+                    Self.wrapOutboundOut(.head(HTTPResponseHead(version: exchange.clientVersion, status: .continue))),
+                    promise: nil
+                )
+            }
+            exchange.phase = .connecting
+            self.acquireUpstream(exchange, fresh: false)
+        }
+    }
+
+    private func acquireUpstream(_ exchange: Exchange, fresh: Bool) {
+        guard let prepared = exchange.prepared else { return }
+        let pool = self.loop.pool(for: prepared.route.upstreamKey)
+        exchange.pool = pool
+        pool.acquire(connectTimeout: TimeAmount(prepared.route.config.timeouts.connect), fresh: fresh)
+            .assumeIsolated().whenComplete { [weak self] result in
+                guard let self, self.exchange === exchange, exchange.phase == .connecting else {
+                    if case .success(let connection) = result {
+                        pool.release(connection, reusable: true)
+                    }
+                    return
+                }
+                switch result {
+                case .success(let connection):
+                    self.attach(exchange, connection: connection)
+                case .failure(let error):
+                    let reason = (error as? UpstreamPoolError)?.reason ?? .upstreamUnavailable
+                    self.logger.debug(
+                        "no upstream connection",
+                        metadata: [
+                            "proxy_request_id": "\(exchange.requestID)", "proxy_route": "\(prepared.route.name)",
+                            "proxy_error": "\(error)",
+                        ]
+                    )
+                    self.respond(exchange, reason: reason)
+                }
+                self.updateReads()
+            }
+    }
+
+    private func attach(_ exchange: Exchange, connection: UpstreamConnection) {
+        guard let head = exchange.upstreamHead, let upstreamContext = connection.handler.context else {
+            connection.channel.close(promise: nil)
+            self.respond(exchange, reason: .upstreamUnavailable)
+            return
+        }
+        exchange.phase = .forwarding
+        exchange.upstream = connection
+        exchange.reusedConnection = connection.exchangesServed > 0
+        connection.handler.receiver = exchange
+        connection.handler.setReadsAllowed(self.context?.channel.isWritable ?? true)
+        upstreamContext.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
+        while let chunk = exchange.buffered.popFirst() {
+            upstreamContext.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(chunk))), promise: nil)
+        }
+        if exchange.requestEndReceived {
+            self.sendRequestEnd(exchange, upstreamContext: upstreamContext)
+        } else {
+            upstreamContext.flush()
+        }
+        exchange.lastActivity = .now()
+        self.scheduleIdleWatchdog(exchange)
+    }
+
+    private func sendRequestEnd(_ exchange: Exchange, upstreamContext: ChannelHandlerContext) {
+        exchange.requestEndSent = true
+        exchange.needsUpstreamFlush = false
+        upstreamContext.writeAndFlush(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil)
+        if !exchange.responseHeadSent, let prepared = exchange.prepared, let context = self.context {
+            let timeout = TimeAmount(prepared.route.config.timeouts.response)
+            exchange.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak exchange] in
+                guard let self, let exchange, self.exchange === exchange else { return }
+                self.upstreamTimedOut(exchange)
+            }
+        }
+    }
+
+    private func requestPart(_ part: HTTPServerRequestPart, exchange: Exchange) {
+        switch part {
+        case .head:
+            // The decoder gives a head only after the previous end; pumpInbox routes heads elsewhere.
+            self.closeNow()
+        case .body(let chunk):
+            exchange.requestBodyBytes += Int64(chunk.readableBytes)
+            if let prepared = exchange.prepared, exchange.requestBodyBytes > prepared.route.config.maxRequestBodyBytes {
+                self.keepAlive = false
+                if exchange.responseHeadSent {
+                    self.closeNow()
+                } else {
+                    self.abortUpstream(exchange)
+                    exchange.requestEndReceived = true
+                    self.respond(exchange, reason: .bodyTooLarge)
+                }
+                return
+            }
+            switch exchange.phase {
+            case .forwarding:
+                if let upstreamContext = exchange.upstream?.handler.context {
+                    upstreamContext.write(NIOAny(HTTPClientRequestPart.body(.byteBuffer(chunk))), promise: nil)
+                    exchange.needsUpstreamFlush = true
+                    exchange.lastActivity = .now()
+                }
+            case .processing, .connecting:
+                exchange.buffered.append(chunk)
+            case .responding:
+                break
+            }
+        case .end:
+            exchange.requestEndReceived = true
+            switch exchange.phase {
+            case .forwarding:
+                if let upstreamContext = exchange.upstream?.handler.context {
+                    self.sendRequestEnd(exchange, upstreamContext: upstreamContext)
+                }
+            case .responding:
+                // Our own answer went out already; the request is now complete.
+                self.finish(exchange, endWritten: nil)
+            case .processing, .connecting:
+                break
+            }
+        }
+    }
+
+    // MARK: upstream events
+
+    func upstreamResponsePart(_ part: HTTPClientResponsePart, exchange: Exchange) {
+        guard self.exchange === exchange, exchange.phase == .forwarding, let context = self.context else { return }
+        exchange.lastActivity = .now()
+        switch part {
+        case .head(let head):
+            exchange.responseTimer?.cancel()
+            exchange.responseTimer = nil
+            exchange.upstreamKeepAlive = head.isKeepAlive
+            var out = HeaderSanitizer.sanitizeResponse(
+                head,
+                clientVersion: exchange.clientVersion,
+                requestID: exchange.requestID
+            )
+            if exchange.clientVersion.minor == 0 && !out.headers.contains(name: "content-length") {
+                self.keepAlive = false
+            }
+            if !self.keepAlive {
+                out.headers.replaceOrAdd(name: "connection", value: "close")
+            } else if exchange.clientVersion.minor == 0 {
+                out.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            }
+            exchange.responseHeadSent = true
+            exchange.needsClientFlush = true
+            context.write(Self.wrapOutboundOut(.head(out)), promise: nil)
+        case .body(let chunk):
+            exchange.responseBodyBytes += Int64(chunk.readableBytes)
+            exchange.needsClientFlush = true
+            context.write(Self.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
+            if !context.channel.isWritable {
+                exchange.upstream?.handler.setReadsAllowed(false)
+            }
+        case .end(let trailers):
+            let endWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)))
+            exchange.needsClientFlush = false
+            if let connection = exchange.upstream, let pool = exchange.pool {
+                exchange.upstream = nil
+                pool.release(connection, reusable: exchange.upstreamKeepAlive && exchange.requestEndSent)
+            }
+            if !exchange.requestEndReceived {
+                // The upstream answered before the whole request arrived: the rest cannot be skipped safely.
+                self.keepAlive = false
+            }
+            self.finish(exchange, endWritten: endWritten)
+        }
+    }
+
+    func upstreamReadComplete(exchange: Exchange) {
+        guard self.exchange === exchange, exchange.needsClientFlush, let context = self.context else { return }
+        exchange.needsClientFlush = false
+        context.flush()
+    }
+
+    func upstreamWritabilityChanged(exchange: Exchange) {
+        guard self.exchange === exchange else { return }
+        self.updateReads()
+    }
+
+    func upstreamFailed(_ error: (any Error)?, exchange: Exchange) {
+        guard self.exchange === exchange, exchange.phase == .forwarding else { return }
+        exchange.upstream = nil
+        exchange.cancelTimers()
+        if exchange.responseHeadSent {
+            // Mid-response: the client cannot be told any more; cut its connection so it sees a truncation.
+            self.logger.debug("upstream failed mid-response", metadata: ["proxy_request_id": "\(exchange.requestID)"])
+            self.closeNow()
+            return
+        }
+        if let prepared = exchange.prepared, exchange.reusedConnection, !exchange.retried, prepared.isIdempotent,
+            !prepared.framing.hasBody
+        {
+            // A pooled connection the upstream had already closed: one retry on a fresh connection.
+            exchange.retried = true
+            exchange.phase = .connecting
+            self.logger.debug("retrying on a fresh upstream connection", metadata: ["proxy_request_id": "\(exchange.requestID)"])
+            self.acquireUpstream(exchange, fresh: true)
+            return
+        }
+        let reason: ReasonCode = error is HTTPParserError ? .upstreamProtocolError : .upstreamUnavailable
+        self.logger.debug(
+            "upstream failed",
+            metadata: ["proxy_request_id": "\(exchange.requestID)", "proxy_error": "\(error.map { "\($0)" } ?? "closed")"]
+        )
+        self.respond(exchange, reason: reason)
+        self.updateReads()
+    }
+
+    private func upstreamTimedOut(_ exchange: Exchange) {
+        self.logger.debug("upstream timed out", metadata: ["proxy_request_id": "\(exchange.requestID)"])
+        self.abortUpstream(exchange)
+        if exchange.responseHeadSent {
+            self.closeNow()
+        } else {
+            self.respond(exchange, reason: .upstreamTimeout)
+            self.updateReads()
+        }
+    }
+
+    private func scheduleIdleWatchdog(_ exchange: Exchange) {
+        guard let prepared = exchange.prepared, let context = self.context else { return }
+        let idle = TimeAmount(prepared.route.config.timeouts.idle)
+        let deadline = exchange.lastActivity + idle
+        exchange.idleWatchdog = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self, weak exchange] in
+            guard let self, let exchange, self.exchange === exchange, exchange.phase == .forwarding else { return }
+            if NIODeadline.now() - exchange.lastActivity >= idle {
+                self.upstreamTimedOut(exchange)
+            } else {
+                self.scheduleIdleWatchdog(exchange)
+            }
+        }
+    }
+
+    private func abortUpstream(_ exchange: Exchange) {
+        exchange.cancelTimers()
+        if let connection = exchange.upstream {
+            exchange.upstream = nil
+            connection.handler.receiver = nil
+            if let pool = exchange.pool {
+                pool.release(connection, reusable: false)
+            } else {
+                connection.channel.close(promise: nil)
+            }
+        }
+    }
+
+    // MARK: our own responses
+
+    private func errorResponseParts(
+        reason: ReasonCode,
+        requestID: String,
+        route: String?,
+        version: HTTPVersion,
+        wwwAuthenticate: String?,
+        close: Bool
+    ) -> (HTTPResponseHead, ByteBuffer) {
+        let body = ErrorBody(reason: reason, requestID: requestID, route: route).jsonBytes()
+        var head = HTTPResponseHead(
+            version: version.minor == 0 ? .http1_0 : .http1_1,
+            status: HTTPResponseStatus(statusCode: reason.status)
+        )
+        head.headers.add(name: "content-type", value: "application/json")
+        head.headers.add(name: "content-length", value: String(body.count))
+        head.headers.add(name: "cache-control", value: "no-store")
+        head.headers.add(name: "x-request-id", value: requestID)
+        if let wwwAuthenticate { head.headers.add(name: "www-authenticate", value: wwwAuthenticate) }
+        if close {
+            head.headers.add(name: "connection", value: "close")
+        } else if version.minor == 0 {
+            head.headers.add(name: "connection", value: "keep-alive")
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        return (head, buffer)
+    }
+
+    /// Answers the exchange with an error in the one JSON shape.
+    private func respond(_ exchange: Exchange, reason: ReasonCode, wwwAuthenticate: String? = nil) {
+        guard let context = self.context else { return }
+        self.abortUpstream(exchange)
+        exchange.phase = .responding
+        exchange.buffered.removeAll()
+        if exchange.responseHeadSent {
+            self.closeNow()
+            return
+        }
+        if !exchange.requestEndReceived && exchange.expectsBody {
+            // We will not read the rest of the body: the connection cannot be reused.
+            self.keepAlive = false
+        }
+        let (head, body) = self.errorResponseParts(
+            reason: reason,
+            requestID: exchange.requestID,
+            route: exchange.routeName,
+            version: exchange.clientVersion,
+            wwwAuthenticate: wwwAuthenticate,
+            close: !self.keepAlive
+        )
+        exchange.responseHeadSent = true
+        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let endWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
+        if exchange.requestEndReceived || !self.keepAlive {
+            self.finish(exchange, endWritten: endWritten)
+        }
+        // else: a bodiless request whose end the decoder delivers next; finish() runs then.
+    }
+
+    /// An error when no exchange exists (parser error between requests, header-read timeout): answer and close.
+    private func respondWithoutExchange(reason: ReasonCode) {
+        guard let context = self.context, !self.closing else { return }
+        self.keepAlive = false
+        let (head, body) = self.errorResponseParts(
+            reason: reason,
+            requestID: self.loop.makeRequestID(),
+            route: nil,
+            version: .http1_1,
+            wwwAuthenticate: nil,
+            close: true
+        )
+        self.closing = true
+        self.cancelConnectionTimers()
+        context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(Self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    /// The exchange is over (its response end is written or queued).
+    private func finish(_ exchange: Exchange, endWritten: EventLoopFuture<Void>?) {
+        guard self.exchange === exchange, let context = self.context else { return }
+        self.exchange = nil
+        exchange.cancelTimers()
+        self.abortUpstream(exchange)
+        if !self.keepAlive {
+            self.closing = true
+            self.cancelConnectionTimers()
+            if let endWritten {
+                endWritten.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
+            return
+        }
+        self.pumpInbox()
+        if self.exchange == nil && self.inbox.isEmpty && !self.closing {
+            self.startIdleTimer()
+        }
+        self.updateReads()
+    }
+
+    // MARK: connection timers and closing
+
+    private func startIdleTimer() {
+        guard let context = self.context, !self.closing else { return }
+        self.idleTimer?.cancel()
+        let timeout = TimeAmount(self.listener.limits.idleTimeout)
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            guard let self, self.exchange == nil, self.inbox.isEmpty, self.headerTimer == nil else { return }
+            self.closeNow()
+        }
+    }
+
+    private func cancelConnectionTimers() {
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+        self.headerTimer?.cancel()
+        self.headerTimer = nil
+    }
+
+    private func closeNow() {
+        guard let context = self.context else { return }
+        self.closing = true
+        self.cancelConnectionTimers()
+        if let exchange = self.exchange {
+            self.exchange = nil
+            self.abortUpstream(exchange)
+        }
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension ProxyServerHandler: Sendable {}

@@ -1,0 +1,304 @@
+import NIOHTTP1
+import PolicyCore
+import ProxyConfig
+import ProxyModel
+
+/// What the request path knows about the client connection.
+struct ConnectionInfo: Sendable {
+    var listener: ListenerConfig
+    /// The TCP peer (or, later, the PROXY protocol source).
+    var peer: IPAddress?
+    var peerDescription: String
+    /// `http` or `https`.
+    var scheme: String
+    /// The peer is in the listener's `trusted_proxies`.
+    var peerIsTrusted: Bool
+
+    init(listener: ListenerConfig, peer: IPAddress?, peerDescription: String, scheme: String) {
+        self.listener = listener
+        self.peer = peer
+        self.peerDescription = peerDescription
+        self.scheme = scheme
+        if let peer {
+            self.peerIsTrusted = listener.trustedProxies.contains { $0.contains(peer) }
+        } else {
+            self.peerIsTrusted = false
+        }
+    }
+}
+
+/// How the request body is framed.
+enum RequestBodyFraming: Sendable, Equatable {
+    case none
+    case length(Int64)
+    case chunked
+
+    var hasBody: Bool {
+        switch self {
+        case .none, .length(0): return false
+        default: return true
+        }
+    }
+}
+
+/// A request that passed parsing, normalization and routing, ready for the identity and policy stages.
+struct PreparedRequest {
+    let route: CompiledRoute
+    let requestID: String
+    let facts: RequestFacts
+    /// The head the upstream receives (sanitized, forwarded headers set, normalized target).
+    var upstreamHead: HTTPRequestHead
+    let clientVersion: HTTPVersion
+    let clientKeepAlive: Bool
+    let expectContinue: Bool
+    let framing: RequestBodyFraming
+    /// Safe to send again on a fresh connection if a pooled one turned out stale (RFC 9110 9.2.2).
+    let isIdempotent: Bool
+    /// The request asked for a protocol upgrade, which this version does not proxy: the connection closes after it.
+    let requestedUpgrade: Bool
+    /// The original request head (for the identity stage: Authorization, cookies). Never logged.
+    let clientHead: HTTPRequestHead
+}
+
+enum PreparationOutcome {
+    case forward(PreparedRequest)
+    /// Refuse with this reason. `close`: the request declared a body we will not read.
+    case reject(ReasonCode, requestID: String, route: String?, close: Bool)
+}
+
+/// Parsing, normalization, routing and header sanitation of one request head: the stages before identity.
+/// Pure apart from the request id, which the caller generates.
+enum RequestPreparation {
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: return true
+        default: return false
+        }
+    }
+
+    /// X-Request-Id from a trusted proxy is kept when 1...128 characters of `[A-Za-z0-9._:-]`.
+    static func isWellFormedRequestID(_ value: String) -> Bool {
+        let utf8 = value.utf8
+        guard !utf8.isEmpty, utf8.count <= 128 else { return false }
+        for b in utf8 {
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"),
+                UInt8(ascii: "-"):
+                continue
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
+    static func prepare(
+        head: HTTPRequestHead,
+        connection: ConnectionInfo,
+        snapshot: RuntimeSnapshot,
+        generateRequestID: () -> String
+    ) -> PreparationOutcome {
+        // Request id first, so that every refusal carries one.
+        var requestID: String? = nil
+        if connection.peerIsTrusted, let incoming = head.headers.first(name: "x-request-id"),
+            isWellFormedRequestID(incoming)
+        {
+            requestID = incoming
+        }
+        let id = requestID ?? generateRequestID()
+
+        // Framing (llhttp already refuses most ambiguity; these checks are the second line).
+        let framing: RequestBodyFraming
+        let transferEncodings = head.headers[canonicalForm: "transfer-encoding"]
+        let contentLengths = head.headers[canonicalForm: "content-length"]
+        let declaresBody = !transferEncodings.isEmpty || contentLengths.contains { $0 != "0" }
+        if !transferEncodings.isEmpty {
+            if !contentLengths.isEmpty {
+                return .reject(.ambiguousFraming, requestID: id, route: nil, close: true)
+            }
+            guard transferEncodings.count == 1, transferEncodings[0].lowercased() == "chunked" else {
+                return .reject(.unsupportedTransferEncoding, requestID: id, route: nil, close: true)
+            }
+            framing = .chunked
+        } else if let first = contentLengths.first {
+            guard contentLengths.allSatisfy({ $0 == first }), let length = Int64(first), length >= 0,
+                first.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+            else {
+                return .reject(.ambiguousFraming, requestID: id, route: nil, close: true)
+            }
+            framing = length == 0 ? .none : .length(length)
+        } else {
+            framing = .none
+        }
+
+        guard head.version.major == 1, head.version.minor <= 1 else {
+            return .reject(.httpVersionNotSupported, requestID: id, route: nil, close: true)
+        }
+        if head.method == .CONNECT {
+            return .reject(.unsupportedTargetForm, requestID: id, route: nil, close: true)
+        }
+
+        // Target.
+        let target: RequestTarget
+        switch PathNormalizer.normalizeTarget(head.uri) {
+        case .success(let t): target = t
+        case .failure(let reason): return .reject(reason, requestID: id, route: nil, close: declaresBody)
+        }
+
+        // Host.
+        let hostHeaders = head.headers[canonicalForm: "host"]
+        if hostHeaders.count > 1 {
+            return .reject(.hostMismatch, requestID: id, route: nil, close: declaresBody)
+        }
+        let rawHost: String
+        if let h = hostHeaders.first {
+            rawHost = String(h)
+        } else if let authority = target.authority, head.version.minor == 0 {
+            rawHost = authority
+        } else {
+            return .reject(.hostMissing, requestID: id, route: nil, close: declaresBody)
+        }
+        let host: String
+        switch HostNormalizer.normalize(rawHost) {
+        case .success(let h): host = h
+        case .failure(let reason): return .reject(reason, requestID: id, route: nil, close: declaresBody)
+        }
+        if let authority = target.authority {
+            guard case .success(let authorityHost) = HostNormalizer.normalize(authority), authorityHost == host else {
+                return .reject(.hostMismatch, requestID: id, route: nil, close: declaresBody)
+            }
+        }
+
+        // Route.
+        guard let route = snapshot.route(listener: connection.listener.name, host: host, path: target.path) else {
+            return .reject(.routeNotFound, requestID: id, route: nil, close: declaresBody)
+        }
+        if case .length(let length) = framing, length > route.config.maxRequestBodyBytes {
+            return .reject(.bodyTooLarge, requestID: id, route: route.name, close: true)
+        }
+
+        // Expect.
+        var expectContinue = false
+        let expectations = head.headers[canonicalForm: "expect"]
+        if !expectations.isEmpty {
+            guard expectations.count == 1, expectations[0].lowercased() == "100-continue" else {
+                return .reject(.expectationFailed, requestID: id, route: route.name, close: declaresBody)
+            }
+            expectContinue = head.version.minor >= 1 && framing.hasBody
+        }
+
+        // The real client address: the TCP peer, or from a trusted proxy's X-Forwarded-For.
+        let clientAddress = realClientAddress(head: head, connection: connection)
+
+        // The upstream head.
+        var upstream = HTTPRequestHead(
+            version: .http1_1,
+            method: head.method,
+            uri: route.upstreamPath(for: target.path) + (target.query.map { "?" + $0 } ?? "")
+        )
+        let listed = HeaderSanitizer.connectionTokens(head.headers)
+        let stripAuthorization = route.config.auth != nil && !route.config.forwardToken
+        var requestedUpgrade = false
+        var forwardedFor: [String] = []
+        var forwardedProto: String? = nil
+        var forwardedHost: String? = nil
+        for (name, value) in head.headers {
+            let canonical = HeaderSanitizer.canonicalName(name)
+            switch canonical {
+            case "host", "content-length", "transfer-encoding", "expect", "x-request-id", "via":
+                continue
+            case "upgrade":
+                requestedUpgrade = true
+                continue
+            case "x-forwarded-for":
+                if connection.peerIsTrusted { forwardedFor.append(value) }
+                continue
+            case "x-forwarded-proto":
+                if connection.peerIsTrusted, forwardedProto == nil { forwardedProto = value }
+                continue
+            case "x-forwarded-host":
+                if connection.peerIsTrusted, forwardedHost == nil { forwardedHost = value }
+                continue
+            case "forwarded", "x-real-ip":
+                if connection.peerIsTrusted { upstream.headers.add(name: name, value: value) }
+                continue
+            case "authorization":
+                if stripAuthorization { continue }
+            default:
+                break
+            }
+            if HeaderSanitizer.hopByHop.contains(canonical) || listed.contains(canonical.lowercased())
+                || listed.contains(name.lowercased())
+            {
+                continue
+            }
+            if HeaderSanitizer.isReserved(canonical) || route.strippedHeaderNames.contains(canonical) {
+                continue
+            }
+            upstream.headers.add(name: name, value: value)
+        }
+        upstream.headers.add(name: "host", value: route.config.preserveHost ? rawHost : upstreamAuthority(route))
+        switch framing {
+        case .none:
+            if head.method == .POST || head.method == .PUT || head.method == .PATCH {
+                upstream.headers.add(name: "content-length", value: "0")
+            }
+        case .length(let length): upstream.headers.add(name: "content-length", value: String(length))
+        case .chunked: upstream.headers.add(name: "transfer-encoding", value: "chunked")
+        }
+        forwardedFor.append(connection.peerDescription)
+        upstream.headers.add(name: "x-forwarded-for", value: forwardedFor.joined(separator: ", "))
+        upstream.headers.add(name: "x-forwarded-proto", value: forwardedProto ?? connection.scheme)
+        upstream.headers.add(name: "x-forwarded-host", value: forwardedHost ?? rawHost)
+        upstream.headers.add(name: "x-request-id", value: id)
+        upstream.headers.add(name: "via", value: "1.1 portcullis")
+
+        let facts = RequestFacts(
+            listener: connection.listener.name,
+            method: head.method.rawValue,
+            host: host,
+            path: target.path,
+            clientAddress: clientAddress
+        )
+        return .forward(
+            PreparedRequest(
+                route: route,
+                requestID: id,
+                facts: facts,
+                upstreamHead: upstream,
+                clientVersion: head.version,
+                clientKeepAlive: head.isKeepAlive,
+                expectContinue: expectContinue,
+                framing: framing,
+                isIdempotent: isIdempotent(head.method),
+                requestedUpgrade: requestedUpgrade,
+                clientHead: head
+            )
+        )
+    }
+
+    static func upstreamAuthority(_ route: CompiledRoute) -> String {
+        let endpoint = route.config.upstream.endpoints[0]
+        let defaultPort = route.config.upstream.scheme == .https ? 443 : 80
+        let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
+        return endpoint.port == defaultPort ? host : "\(host):\(endpoint.port)"
+    }
+
+    /// The client address policy and logs see: the TCP peer, unless the peer is a trusted proxy, in which
+    /// case the right-most X-Forwarded-For entry that is not itself a trusted proxy.
+    static func realClientAddress(head: HTTPRequestHead, connection: ConnectionInfo) -> IPAddress? {
+        guard connection.peerIsTrusted else { return connection.peer }
+        var entries: [Substring] = []
+        for value in head.headers[canonicalForm: "x-forwarded-for"] {
+            for part in value.split(separator: ",") { entries.append(part.trimmingASCIISpaces()) }
+        }
+        var candidate = connection.peer
+        for entry in entries.reversed() {
+            guard let ip = IPAddress.parse(String(entry)) else { break }
+            candidate = ip
+            if !connection.listener.trustedProxies.contains(where: { $0.contains(ip) }) { break }
+        }
+        return candidate
+    }
+}

@@ -1,0 +1,148 @@
+public import Logging
+public import NIOCore
+import NIOConcurrencyHelpers
+import ProxyConfig
+import ProxyModel
+
+/// The current snapshot, swapped atomically on reload. Each request reads it once, at its head.
+public final class SnapshotBox: Sendable {
+    private let box: NIOLockedValueBox<RuntimeSnapshot>
+
+    public init(_ snapshot: RuntimeSnapshot) {
+        self.box = NIOLockedValueBox(snapshot)
+    }
+
+    public var current: RuntimeSnapshot { self.box.withLockedValue { $0 } }
+
+    public func replace(with snapshot: RuntimeSnapshot) {
+        self.box.withLockedValue { $0 = snapshot }
+    }
+}
+
+/// Readiness as `/readyz` reports it.
+public final class Readiness: Sendable {
+    private struct State {
+        var configLoaded = false
+        var draining = false
+    }
+    private let state = NIOLockedValueBox(State())
+
+    public init() {}
+
+    public func markConfigLoaded() { self.state.withLockedValue { $0.configLoaded = true } }
+    public func markDraining() { self.state.withLockedValue { $0.draining = true } }
+
+    public var isReady: Bool { self.state.withLockedValue { $0.configLoaded && !$0.draining } }
+    public var isDraining: Bool { self.state.withLockedValue { $0.draining } }
+}
+
+/// What all listeners share.
+public final class ProxyRuntime: Sendable {
+    public let snapshots: SnapshotBox
+    public let readiness: Readiness
+    public let logger: Logger
+    let stages: RequestStages
+    private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>]
+
+    public init(snapshot: RuntimeSnapshot, group: any EventLoopGroup, logger: Logger) {
+        self.snapshots = SnapshotBox(snapshot)
+        self.readiness = Readiness()
+        self.logger = logger
+        self.stages = RequestStages()
+        var loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>] = [:]
+        for loop in group.makeIterator() {
+            // Created empty off the loop; filled on first use, on the loop.
+            loops[ObjectIdentifier(loop)] = NIOLoopBoundBox.makeEmptyBox(valueType: LoopContext.self, eventLoop: loop)
+        }
+        self.loops = loops
+    }
+
+    /// The per-event-loop state; must be called on `eventLoop`.
+    func loopContext(for eventLoop: any EventLoop) -> LoopContext {
+        guard let box = self.loops[ObjectIdentifier(eventLoop)] else {
+            preconditionFailure("event loop not part of the runtime's group")
+        }
+        if let context = box.value { return context }
+        let context = LoopContext(eventLoop: eventLoop, logger: self.logger)
+        box.value = context
+        return context
+    }
+
+    /// Drops pools of upstreams that the new snapshot no longer uses (their idle connections close).
+    public func retireUnusedPools(keeping snapshot: RuntimeSnapshot) {
+        let keys = Set(snapshot.config.routes.map { UpstreamKey($0.upstream) })
+        for box in self.loops.values {
+            box.eventLoop.execute {
+                box.value?.retirePools(except: keys)
+            }
+        }
+    }
+}
+
+/// State confined to one event loop: upstream pools and the request id generator. No locks.
+final class LoopContext {
+    let eventLoop: any EventLoop
+    let logger: Logger
+    private var pools: [UpstreamKey: UpstreamPool] = [:]
+    private var random: FastRandom
+
+    init(eventLoop: any EventLoop, logger: Logger) {
+        self.eventLoop = eventLoop
+        self.logger = logger
+        var seed = SystemRandomNumberGenerator()
+        self.random = FastRandom(seed: seed.next())
+    }
+
+    func pool(for key: UpstreamKey) -> UpstreamPool {
+        if let pool = self.pools[key] { return pool }
+        let pool = UpstreamPool(key: key, eventLoop: self.eventLoop, logger: self.logger)
+        self.pools[key] = pool
+        return pool
+    }
+
+    func retirePools(except keys: Set<UpstreamKey>) {
+        for (key, pool) in self.pools where !keys.contains(key) {
+            pool.closeIdle()
+            self.pools[key] = nil
+        }
+    }
+
+    func closeAllIdle() {
+        for pool in self.pools.values { pool.closeIdle() }
+    }
+
+    /// 128 random bits as 32 lower-case hex characters.
+    func makeRequestID() -> String {
+        let hi = self.random.next()
+        let lo = self.random.next()
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            let table = digits.utf8Start
+            var value = hi
+            for i in 0..<16 {
+                buffer[15 - i] = table[Int(value & 0xF)]
+                value >>= 4
+            }
+            value = lo
+            for i in 0..<16 {
+                buffer[31 - i] = table[Int(value & 0xF)]
+                value >>= 4
+            }
+            return 32
+        }
+    }
+}
+
+@available(*, unavailable)
+extension LoopContext: Sendable {}
+
+/// wyrand: fast, good-quality, not cryptographic (request ids need uniqueness, not secrecy).
+struct FastRandom {
+    private var state: UInt64
+    init(seed: UInt64) { self.state = seed }
+    mutating func next() -> UInt64 {
+        self.state &+= 0xa076_1d64_78bd_642f
+        let product = self.state.multipliedFullWidth(by: self.state ^ 0xe703_7ed1_a0b4_28db)
+        return product.high ^ product.low
+    }
+}

@@ -1,0 +1,95 @@
+import PolicyCore
+public import ProxyConfig
+import ProxyModel
+
+/// Everything a request needs from the configuration, compiled once per load and swapped atomically
+/// on reload. Immutable; a request keeps the snapshot it started with.
+public final class RuntimeSnapshot: Sendable {
+    public let config: PortcullisConfig
+    /// SHA-256 of the policy file this snapshot was built from ("" when built in memory).
+    public let digest: String
+    /// Route tables by listener name.
+    let tables: [String: RouteTable<CompiledRoute>]
+    /// Listener settings by name.
+    let listeners: [String: ListenerConfig]
+
+    public init(config: PortcullisConfig, digest: String = "") {
+        self.config = config
+        self.digest = digest
+        // Every identity header any route sets is stripped from every client request, whatever the route:
+        // an upstream shared by two routes must never see a client-supplied value under a trusted name.
+        let identityHeaderNames = Set(
+            config.routes.flatMap { $0.identityHeaders.map { HeaderSanitizer.canonicalName($0.name) } }
+        )
+        var byListener: [String: [RouteTable<CompiledRoute>.Entry]] = [:]
+        for route in config.routes {
+            let compiled = CompiledRoute(route, strippedHeaderNames: identityHeaderNames)
+            byListener[route.listener, default: []].append(.init(host: route.host, path: route.path, payload: compiled))
+        }
+        self.tables = byListener.mapValues { RouteTable($0) }
+        var listeners: [String: ListenerConfig] = [:]
+        for listener in config.listeners { listeners[listener.name] = listener }
+        self.listeners = listeners
+    }
+
+    func route(listener: String, host: String, path: String) -> CompiledRoute? {
+        self.tables[listener]?.lookup(host: host, path: path)
+    }
+}
+
+/// A route with what the request path needs pre-computed.
+final class CompiledRoute: Sendable {
+    let config: RouteConfig
+    let policy: RoutePolicy
+    let upstreamKey: UpstreamKey
+    /// Lower-cased identity header names of every route, `_` spelled `-` (stripped from every client request).
+    let strippedHeaderNames: Set<String>
+    /// The route's path prefix for prefix routes ("" for `/*`), nil for exact routes.
+    let pathPrefix: String?
+
+    init(_ route: RouteConfig, strippedHeaderNames: Set<String>) {
+        self.config = route
+        let prefix: String?
+        switch route.path {
+        case .prefix(let p): prefix = p
+        case .exact: prefix = nil
+        }
+        self.pathPrefix = prefix
+        self.policy = RoutePolicy(isPublic: route.isPublic, rules: route.rules, pathPrefix: prefix ?? "")
+        self.upstreamKey = UpstreamKey(route.upstream)
+        self.strippedHeaderNames = strippedHeaderNames
+    }
+
+    var name: String { self.config.name }
+
+    /// The path the upstream receives: the normalized path with `prefix_rewrite` applied.
+    func upstreamPath(for path: String) -> String {
+        guard let rewrite = self.config.prefixRewrite, let prefix = self.pathPrefix else { return path }
+        var rest = Substring(path)
+        if !prefix.isEmpty {
+            guard path.hasPrefix(prefix) else { return path }
+            rest = path.dropFirst(prefix.count)
+        }
+        // rest is "" or starts with "/".
+        if rest.isEmpty { return rewrite.isEmpty ? "/" : rewrite }
+        if rewrite.hasSuffix("/") { return rewrite + rest.dropFirst() }
+        return rewrite + rest
+    }
+}
+
+/// Identity of an upstream pool: same endpoints and settings share connections.
+struct UpstreamKey: Hashable, Sendable {
+    let scheme: UpstreamScheme
+    let endpoints: [HostPort]
+    let maxConnectionsPerEndpoint: Int
+    let maxPendingRequests: Int
+    let idleTimeout: Duration
+
+    init(_ upstream: UpstreamConfig) {
+        self.scheme = upstream.scheme
+        self.endpoints = upstream.endpoints
+        self.maxConnectionsPerEndpoint = upstream.maxConnectionsPerEndpoint
+        self.maxPendingRequests = upstream.maxPendingRequests
+        self.idleTimeout = upstream.idleTimeout
+    }
+}

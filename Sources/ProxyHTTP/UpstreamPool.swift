@@ -1,0 +1,272 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ProxyConfig
+import ProxyModel
+
+/// One connection to an upstream endpoint, owned by the pool of its event loop.
+final class UpstreamConnection {
+    let channel: any Channel
+    let handler: UpstreamConnectionHandler
+    let endpoint: HostPort
+    let endpointIndex: Int
+    /// Exchanges this connection has served; > 0 means it was reused from the pool (it may be stale).
+    var exchangesServed = 0
+    var idleTimer: Scheduled<Void>?
+
+    init(channel: any Channel, handler: UpstreamConnectionHandler, endpoint: HostPort, endpointIndex: Int) {
+        self.channel = channel
+        self.handler = handler
+        self.endpoint = endpoint
+        self.endpointIndex = endpointIndex
+    }
+}
+
+enum UpstreamPoolError: Error, Equatable {
+    case connectFailed(String)
+    case connectTimeout
+    case poolExhausted
+    case tlsNotSupported
+
+    var reason: ReasonCode {
+        switch self {
+        case .connectFailed: return .upstreamUnavailable
+        case .connectTimeout: return .upstreamConnectTimeout
+        case .poolExhausted: return .upstreamPoolExhausted
+        case .tlsNotSupported: return .upstreamUnavailable
+        }
+    }
+}
+
+/// Keep-alive connections to one upstream (all its endpoints), for one event loop: no locks, no hops.
+/// Bounded per endpoint; requests beyond the bound wait in a bounded queue; endpoints are chosen round
+/// robin; host names are resolved on every new connection, so DNS changes reach new connections.
+final class UpstreamPool {
+    private struct Endpoint {
+        var address: HostPort
+        var idle: [UpstreamConnection] = []
+        /// Open connections (idle and busy) plus connects under way.
+        var open = 0
+    }
+
+    private struct Waiter {
+        let id: Int
+        let promise: EventLoopPromise<UpstreamConnection>
+        let connectTimeout: TimeAmount
+        let timer: Scheduled<Void>
+    }
+
+    let key: UpstreamKey
+    let eventLoop: any EventLoop
+    private var endpoints: [Endpoint]
+    private var nextEndpoint = 0
+    private var waiters = CircularBuffer<Waiter>()
+    private var nextWaiterID = 0
+    private let logger: Logger
+
+    init(key: UpstreamKey, eventLoop: any EventLoop, logger: Logger) {
+        self.key = key
+        self.eventLoop = eventLoop
+        self.endpoints = key.endpoints.map { Endpoint(address: $0) }
+        self.logger = logger
+    }
+
+    /// Open connections across endpoints (for tests and metrics).
+    var openConnections: Int { self.endpoints.reduce(0) { $0 + $1.open } }
+    var idleConnections: Int { self.endpoints.reduce(0) { $0 + $1.idle.count } }
+
+    /// A connection for one exchange. `fresh`: do not reuse a pooled connection (the retry after a stale one).
+    func acquire(connectTimeout: TimeAmount, fresh: Bool = false) -> EventLoopFuture<UpstreamConnection> {
+        self.eventLoop.assertInEventLoop()
+        if self.key.scheme == .https {
+            return self.eventLoop.makeFailedFuture(UpstreamPoolError.tlsNotSupported)
+        }
+        let count = self.endpoints.count
+        let start = self.nextEndpoint
+        self.nextEndpoint = (start + 1) % count
+        // Round robin: the first endpoint in turn that has an idle connection or room for a new one.
+        for offset in 0..<count {
+            let index = (start + offset) % count
+            if !fresh, let connection = self.popIdle(index) {
+                return self.eventLoop.assumeIsolated().makeSucceededFuture(connection)
+            }
+            if self.endpoints[index].open < self.key.maxConnectionsPerEndpoint {
+                let promise = self.eventLoop.makePromise(of: UpstreamConnection.self)
+                self.connect(index: index, connectTimeout: connectTimeout, attemptsLeft: count - 1, promise: promise)
+                return promise.futureResult
+            }
+        }
+        guard self.waiters.count < self.key.maxPendingRequests else {
+            return self.eventLoop.makeFailedFuture(UpstreamPoolError.poolExhausted)
+        }
+        let promise = self.eventLoop.makePromise(of: UpstreamConnection.self)
+        let id = self.nextWaiterID
+        self.nextWaiterID &+= 1
+        let timer = self.eventLoop.assumeIsolated().scheduleTask(in: connectTimeout) { [self] in
+            if let index = self.waiters.firstIndex(where: { $0.id == id }) {
+                let waiter = self.waiters.remove(at: index)
+                waiter.promise.fail(UpstreamPoolError.poolExhausted)
+            }
+        }
+        self.waiters.append(Waiter(id: id, promise: promise, connectTimeout: connectTimeout, timer: timer))
+        return promise.futureResult
+    }
+
+    /// Gives a connection back after an exchange. Only a connection that finished a complete exchange and
+    /// may be kept alive is reusable; anything else is closed.
+    func release(_ connection: UpstreamConnection, reusable: Bool) {
+        self.eventLoop.assertInEventLoop()
+        connection.handler.receiver = nil
+        connection.handler.setReadsAllowed(true)
+        connection.exchangesServed += 1
+        guard reusable, connection.channel.isActive else {
+            connection.channel.close(promise: nil)
+            return
+        }
+        if let waiter = self.waiters.popFirst() {
+            waiter.timer.cancel()
+            waiter.promise.assumeIsolated().succeed(connection)
+            return
+        }
+        let idleTimeout = TimeAmount(self.key.idleTimeout)
+        connection.idleTimer = self.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [weak connection] in
+            connection?.channel.close(promise: nil)
+        }
+        self.endpoints[connection.endpointIndex].idle.append(connection)
+    }
+
+    /// Closes idle connections (reload retired this pool, or shutdown).
+    func closeIdle() {
+        for index in self.endpoints.indices {
+            let idle = self.endpoints[index].idle
+            self.endpoints[index].idle.removeAll()
+            for connection in idle {
+                connection.idleTimer?.cancel()
+                connection.channel.close(promise: nil)
+            }
+        }
+    }
+
+    private func popIdle(_ index: Int) -> UpstreamConnection? {
+        while let connection = self.endpoints[index].idle.popLast() {
+            connection.idleTimer?.cancel()
+            connection.idleTimer = nil
+            if connection.channel.isActive { return connection }
+        }
+        return nil
+    }
+
+    private func connect(
+        index: Int,
+        connectTimeout: TimeAmount,
+        attemptsLeft: Int,
+        promise: EventLoopPromise<UpstreamConnection>
+    ) {
+        self.endpoints[index].open += 1
+        let endpoint = self.endpoints[index].address
+        let future = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.autoRead, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(
+                        ByteToMessageHandler(
+                            HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop)
+                        )
+                    )
+                    try sync.addHandler(UpstreamConnectionHandler())
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+        future.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+                else {
+                    self.endpoints[index].open -= 1
+                    channel.close(promise: nil)
+                    promise.fail(UpstreamPoolError.connectFailed("pipeline"))
+                    return
+                }
+                let connection = UpstreamConnection(
+                    channel: channel,
+                    handler: handler,
+                    endpoint: endpoint,
+                    endpointIndex: index
+                )
+                handler.onClose = { [weak self, weak connection] in
+                    guard let self, let connection else { return }
+                    self.connectionClosed(connection)
+                }
+                if !channel.isActive {
+                    // Closed between connect and now: onClose already ran before it was set.
+                    self.endpoints[index].open -= 1
+                    promise.fail(UpstreamPoolError.connectFailed("closed at connect"))
+                    return
+                }
+                promise.assumeIsolated().succeed(connection)
+            case .failure(let error):
+                self.endpoints[index].open -= 1
+                self.logger.debug(
+                    "upstream connect failed",
+                    metadata: ["proxy_upstream": "\(endpoint)", "proxy_error": "\(error)"]
+                )
+                // Nothing was sent: another endpoint may be tried, whatever the method.
+                if attemptsLeft > 0, self.endpoints.count > 1 {
+                    let next = (index + 1) % self.endpoints.count
+                    if self.endpoints[next].open < self.key.maxConnectionsPerEndpoint {
+                        self.connect(index: next, connectTimeout: connectTimeout, attemptsLeft: attemptsLeft - 1, promise: promise)
+                        return
+                    }
+                }
+                if case ChannelError.connectTimeout = error {
+                    promise.fail(UpstreamPoolError.connectTimeout)
+                } else if "\(error)".contains("connectTimeout") {
+                    promise.fail(UpstreamPoolError.connectTimeout)
+                } else {
+                    promise.fail(UpstreamPoolError.connectFailed("\(error)"))
+                }
+                self.serveWaiters()
+            }
+        }
+    }
+
+    private func connectionClosed(_ connection: UpstreamConnection) {
+        let index = connection.endpointIndex
+        self.endpoints[index].open -= 1
+        connection.idleTimer?.cancel()
+        if let position = self.endpoints[index].idle.firstIndex(where: { $0 === connection }) {
+            self.endpoints[index].idle.remove(at: position)
+        }
+        self.serveWaiters()
+    }
+
+    /// Capacity was freed: start connections for waiting requests.
+    private func serveWaiters() {
+        while !self.waiters.isEmpty {
+            guard let index = self.endpoints.indices.first(where: { self.endpoints[$0].open < self.key.maxConnectionsPerEndpoint })
+            else { return }
+            let waiter = self.waiters.removeFirst()
+            waiter.timer.cancel()
+            self.connect(index: index, connectTimeout: waiter.connectTimeout, attemptsLeft: 0, promise: waiter.promise)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamPool: Sendable {}
+
+@available(*, unavailable)
+extension UpstreamConnection: Sendable {}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

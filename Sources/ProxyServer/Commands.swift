@@ -1,0 +1,119 @@
+import Foundation
+public import Logging
+import NIOCore
+import NIOPosix
+import ProxyConfig
+import ProxyHTTP
+import ServiceLifecycle
+import UnixSignals
+
+/// What the `portcullis` sub-commands do; the executable only parses arguments.
+public enum PortcullisCommands {
+    public static let version = "0.1.0"
+
+    /// Exit codes (DESIGN.md): 0 success or allow, 1 a finding, 2 usage or environment error.
+    public enum Exit {
+        public static let success: Int32 = 0
+        public static let finding: Int32 = 1
+        public static let environment: Int32 = 2
+    }
+
+    /// `portcullis check`: every problem as `file:line:column: severity: message`; exit 1 if any error.
+    public static func check(configPath: String, checkFiles: Bool) -> Int32 {
+        guard FileManager.default.isReadableFile(atPath: configPath) else {
+            FileHandle.standardError.write(Data("portcullis: cannot read policy file \(configPath)\n".utf8))
+            return Exit.environment
+        }
+        switch ConfigLoader.load(path: configPath, options: .init(checkFiles: checkFiles)) {
+        case .failure(let error):
+            for diagnostic in error.diagnostics { print(diagnostic.description) }
+            let errors = error.diagnostics.filter { $0.severity == .error }.count
+            print("\(configPath): \(errors) error\(errors == 1 ? "" : "s")")
+            return Exit.finding
+        case .success(let loaded):
+            for warning in loaded.warnings { print(warning.description) }
+            let unsupported = unsupportedFeatures(loaded.config)
+            for problem in unsupported { print("\(configPath): error: \(problem)") }
+            if !unsupported.isEmpty { return Exit.finding }
+            print(
+                "\(configPath): ok: \(loaded.config.listeners.count) listener(s), \(loaded.config.routes.count) route(s), "
+                    + "sha256 \(loaded.digest)"
+            )
+            return Exit.success
+        }
+    }
+
+    /// Valid configuration that this build cannot serve yet (each lands with its issue).
+    static func unsupportedFeatures(_ config: PortcullisConfig) -> [String] {
+        var problems: [String] = []
+        for listener in config.listeners where listener.protocolKind == .https || listener.protocolKind == .postgres {
+            problems.append("listener '\(listener.name)': protocol \(listener.protocolKind.rawValue) is not available in this version")
+        }
+        for listener in config.listeners where listener.proxyProtocol {
+            problems.append("listener '\(listener.name)': proxy_protocol is not available in this version")
+        }
+        for route in config.routes where route.upstream.scheme == .https {
+            problems.append("route '\(route.name)': https upstreams are not available in this version")
+        }
+        return problems
+    }
+
+    /// `portcullis serve`: runs until SIGTERM/SIGINT; SIGHUP or a changed file reloads.
+    public static func serve(configPath: String, logger: Logger) async -> Int32 {
+        guard FileManager.default.isReadableFile(atPath: configPath) else {
+            logger.error("cannot read policy file", metadata: ["proxy_config": "\(configPath)"])
+            return Exit.environment
+        }
+        let loaded: LoadedConfig
+        switch ConfigLoader.load(path: configPath) {
+        case .failure(let error):
+            for diagnostic in error.diagnostics {
+                logger.error("\(diagnostic.description)")
+            }
+            logger.error("policy file invalid; not starting", metadata: ["proxy_config": "\(configPath)"])
+            return Exit.finding
+        case .success(let value):
+            loaded = value
+        }
+        let unsupported = unsupportedFeatures(loaded.config)
+        guard unsupported.isEmpty else {
+            for problem in unsupported { logger.error("\(problem)") }
+            return Exit.finding
+        }
+        for warning in loaded.warnings { logger.warning("\(warning.description)") }
+
+        var logger = logger
+        let instance = loaded.config.server.instanceID ?? ProcessInfo.processInfo.hostName
+        logger[metadataKey: "proxy_instance"] = "\(instance)"
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let snapshot = RuntimeSnapshot(config: loaded.config, digest: loaded.digest)
+        let runtime = ProxyRuntime(snapshot: snapshot, group: group, logger: logger)
+        let proxy = ProxyService(runtime: runtime, group: group, logger: logger)
+        let reloader = ReloadService(
+            path: loaded.path,
+            runtime: runtime,
+            pollInterval: loaded.config.server.reloadPollInterval,
+            logger: logger
+        )
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: proxy),
+                    .init(service: reloader, successTerminationBehavior: .ignore),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        var code = Exit.success
+        do {
+            try await serviceGroup.run()
+        } catch {
+            logger.error("portcullis stopped on an error", metadata: ["proxy_error": "\(error)"])
+            code = Exit.environment
+        }
+        try? await group.shutdownGracefully()
+        return code
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+import ProxyConfig
+public import ProxyHTTP
+public import ServiceLifecycle
+import UnixSignals
+
+/// Reloads the policy file on SIGHUP and when the file changes (polled: mtime, size, inode, then digest).
+/// Parse, validate and compile happen here, off the event loops; the swap is atomic; requests in flight
+/// finish under the snapshot they started with. A file that fails validation, or that changes listener
+/// addresses or protocols, is refused with its reasons logged, and the old policy keeps serving.
+public final class ReloadService: Service, Sendable {
+    public enum Outcome: Sendable, Equatable {
+        case unchanged
+        case applied(oldDigest: String, newDigest: String)
+        case refused([String])
+    }
+
+    private let path: String
+    private let runtime: ProxyRuntime
+    private let logger: Logger
+    private let pollInterval: Duration
+    private let lastStat = NIOLockedValueBox<FileStamp?>(nil)
+
+    public init(path: String, runtime: ProxyRuntime, pollInterval: Duration, logger: Logger) {
+        self.path = path
+        self.runtime = runtime
+        self.pollInterval = pollInterval
+        self.logger = logger
+        self.lastStat.withLockedValue { $0 = FileStamp(path: path) }
+    }
+
+    public func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in signals.cancelOnGracefulShutdown() {
+                    _ = self.reload(trigger: "SIGHUP")
+                }
+            }
+            if self.pollInterval > .zero {
+                group.addTask {
+                    try? await cancelWhenGracefulShutdown {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: self.pollInterval)
+                            let stamp = FileStamp(path: self.path)
+                            let changed = self.lastStat.withLockedValue { last -> Bool in
+                                defer { last = stamp }
+                                return last != stamp
+                            }
+                            if changed, stamp != nil {
+                                _ = self.reload(trigger: "file change")
+                            }
+                        }
+                    }
+                }
+            }
+            await group.waitForAll()
+        }
+    }
+
+    /// Loads, validates and swaps in the policy file now.
+    @discardableResult
+    public func reload(trigger: String) -> Outcome {
+        let old = self.runtime.snapshots.current
+        switch ConfigLoader.load(path: self.path) {
+        case .failure(let error):
+            let reasons = error.diagnostics.map(\.description)
+            self.logger.error(
+                "policy reload refused: the new file is invalid; the old policy keeps serving",
+                metadata: [
+                    "proxy_trigger": "\(trigger)", "proxy_old_digest": "\(old.digest)",
+                    "proxy_errors": "\(reasons.joined(separator: " | "))",
+                ]
+            )
+            return .refused(reasons)
+        case .success(let loaded):
+            if loaded.digest == old.digest {
+                return .unchanged
+            }
+            let problems = Self.restartOnlyChanges(old: old.config, new: loaded.config)
+            guard problems.isEmpty else {
+                self.logger.error(
+                    "policy reload refused: listener addresses and protocols need a restart; the old policy keeps serving",
+                    metadata: [
+                        "proxy_trigger": "\(trigger)", "proxy_old_digest": "\(old.digest)",
+                        "proxy_new_digest": "\(loaded.digest)", "proxy_errors": "\(problems.joined(separator: " | "))",
+                    ]
+                )
+                return .refused(problems)
+            }
+            let snapshot = RuntimeSnapshot(config: loaded.config, digest: loaded.digest)
+            self.runtime.snapshots.replace(with: snapshot)
+            self.runtime.retireUnusedPools(keeping: snapshot)
+            self.logger.info(
+                "policy reloaded",
+                metadata: [
+                    "proxy_trigger": "\(trigger)", "proxy_old_digest": "\(old.digest)",
+                    "proxy_new_digest": "\(loaded.digest)", "proxy_routes": "\(loaded.config.routes.count)",
+                ]
+            )
+            for warning in loaded.warnings {
+                self.logger.warning("\(warning.description)")
+            }
+            return .applied(oldDigest: old.digest, newDigest: loaded.digest)
+        }
+    }
+
+    /// What a reload may not change (DESIGN.md "Reload").
+    static func restartOnlyChanges(old: PortcullisConfig, new: PortcullisConfig) -> [String] {
+        var problems: [String] = []
+        let oldByName = Dictionary(old.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let newByName = Dictionary(new.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for (name, listener) in newByName {
+            guard let previous = oldByName[name] else {
+                problems.append("listener '\(name)' is new")
+                continue
+            }
+            if previous.address != listener.address {
+                problems.append("listener '\(name)' address changed from \(previous.address) to \(listener.address)")
+            }
+            if previous.protocolKind != listener.protocolKind {
+                problems.append(
+                    "listener '\(name)' protocol changed from \(previous.protocolKind.rawValue) to \(listener.protocolKind.rawValue)"
+                )
+            }
+        }
+        for name in oldByName.keys where newByName[name] == nil {
+            problems.append("listener '\(name)' was removed")
+        }
+        return problems.sorted()
+    }
+}
+
+/// What the poller compares before reading the file again.
+struct FileStamp: Equatable, Sendable {
+    var modification: Date?
+    var size: Int?
+    var inode: Int?
+
+    init?(path: String) {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return nil }
+        self.modification = attributes[.modificationDate] as? Date
+        self.size = (attributes[.size] as? NSNumber)?.intValue
+        self.inode = (attributes[.systemFileNumber] as? NSNumber)?.intValue
+    }
+}
