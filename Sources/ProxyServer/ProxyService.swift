@@ -48,6 +48,7 @@ public final class ProxyService: Service, Sendable {
         self.logger.info("draining", metadata: ["proxy_grace_period": "\(grace)"])
         let proxyListeners = bound.filter { $0.config.protocolKind != .admin }
         let adminListeners = bound.filter { $0.config.protocolKind == .admin }
+        bound.removeAll()
         let loop = self.group.next()
         let drained = EventLoopFuture.andAllComplete(proxyListeners.map { $0.quiesce(eventLoop: loop) }, on: loop)
         let finishedInTime = await Self.wait(for: drained, atMost: TimeAmount(grace), on: loop)
@@ -59,6 +60,8 @@ public final class ProxyService: Service, Sendable {
         // Admin listeners stay up during the drain (so /readyz reports it), then stop the same way.
         let adminDone = EventLoopFuture.andAllComplete(adminListeners.map { $0.quiesce(eventLoop: loop) }, on: loop)
         _ = await Self.wait(for: adminDone, atMost: .seconds(2), on: loop)
+        // Release the listeners while their event loops still run (their quiescing helpers complete promises).
+        self.listeners.withLockedValue { $0.removeAll() }
         self.logger.info("stopped")
     }
 

@@ -178,6 +178,10 @@ final class ProxyProcess: @unchecked Sendable {
         self.process.arguments = ["serve", "--config", self.configPath, "--log-level", "debug"] + extraArguments
         self.process.standardError = log
         self.process.standardOutput = log
+        // NIO's strict mode turns misuse (e.g. scheduling on a shut-down loop) into a crash the tests see.
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFTNIO_STRICT"] = "1"
+        self.process.environment = environment
         try self.process.run()
         try waitForPort(waitPort, process: self.process, logPath: self.logPath)
     }
