@@ -34,9 +34,15 @@ final class ConnectionLimitHandler: ChannelInboundHandler {
             return
         }
         let open = self.open
+        let logger = self.logger
         child.closeFuture.whenComplete { _ in
-            open.withLockedValue { $0 -= 1 }
+            let now = open.withLockedValue { count -> Int in
+                count -= 1
+                return count
+            }
+            logger.trace("connection closed", metadata: ["proxy_open_connections": "\(now)"])
         }
+        self.logger.trace("connection accepted", metadata: ["proxy_peer": "\(child.remoteAddress.map { "\($0)" } ?? "?")"])
         context.fireChannelRead(data)
     }
 }

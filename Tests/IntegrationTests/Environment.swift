@@ -11,17 +11,28 @@ final class ProxyEnvironment: @unchecked Sendable {
 
     var base: String { "http://127.0.0.1:\(self.port)" }
 
-    static func policy(port: Int, adminPort: Int, upstreamPort: Int, deadPort: Int, extraRoutes: String = "", listenerExtra: String = "") -> String {
+    static let defaultLimits = "{ header_read_timeout: 1s, max_header_bytes: 8KiB, idle_timeout: 30s }"
+
+    static func policy(
+        port: Int,
+        adminPort: Int,
+        upstreamPort: Int,
+        deadPort: Int,
+        extraRoutes: String = "",
+        listenerExtra: String = "",
+        limits: String = defaultLimits,
+        pollInterval: String = "0s"
+    ) -> String {
         """
         version: 1
         server:
           shutdown_grace_period: 10s
-          reload_poll_interval: 0s
+          reload_poll_interval: \(pollInterval)
         listeners:
           - name: web
             address: 127.0.0.1:\(port)
             protocol: http
-            limits: { header_read_timeout: 1s, max_header_bytes: 8KiB, idle_timeout: 30s }
+            limits: \(limits)
         \(listenerExtra)
           - name: ops
             address: 127.0.0.1:\(adminPort)
@@ -67,8 +78,18 @@ final class ProxyEnvironment: @unchecked Sendable {
         """
     }
 
-    init(extraRoutes: String = "", listenerExtra: String = "") async throws {
-        self.upstream = try await TestUpstream()
+    init(
+        extraRoutes: String = "",
+        listenerExtra: String = "",
+        limits: String = ProxyEnvironment.defaultLimits,
+        pollInterval: String = "0s",
+        upstream: TestUpstream? = nil
+    ) async throws {
+        if let upstream {
+            self.upstream = upstream
+        } else {
+            self.upstream = try await TestUpstream()
+        }
         self.port = try freePort()
         self.adminPort = try freePort()
         let deadPort = try freePort()
@@ -80,7 +101,9 @@ final class ProxyEnvironment: @unchecked Sendable {
             upstreamPort: self.upstream.port,
             deadPort: deadPort,
             extraRoutes: extraRoutes,
-            listenerExtra: listenerExtra
+            listenerExtra: listenerExtra,
+            limits: limits,
+            pollInterval: pollInterval
         )
         self.proxy = try ProxyProcess(config: text, waitPort: self.port, dir: self.dir)
         try waitForPort(self.adminPort)

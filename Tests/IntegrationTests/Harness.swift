@@ -175,7 +175,7 @@ final class ProxyProcess: @unchecked Sendable {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: self.logPath))
         self.process = Process()
         self.process.executableURL = URL(fileURLWithPath: try portcullisBinary())
-        self.process.arguments = ["serve", "--config", self.configPath, "--log-level", "debug"] + extraArguments
+        self.process.arguments = ["serve", "--config", self.configPath, "--log-level", "trace"] + extraArguments
         self.process.standardError = log
         self.process.standardOutput = log
         // NIO's strict mode turns misuse (e.g. scheduling on a shut-down loop) into a crash the tests see.
@@ -238,7 +238,8 @@ final class RawClient {
     /// Bytes received but not yet returned by `readResponses`.
     private var pending: [UInt8] = []
 
-    init(port: Int, receiveTimeout: TimeInterval = 10) throws {
+    /// `receiveTimeout` is the poll step of the read loops, which enforce their own deadlines.
+    init(port: Int, receiveTimeout: TimeInterval = 0.05) throws {
         self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard self.fd >= 0 else { throw HarnessError.failed("socket()") }
         var addr = sockaddr_in()
@@ -252,6 +253,7 @@ final class RawClient {
         }
         guard result == 0 else {
             Glibc.close(self.fd)
+            self.fd = -1  // deinit runs after a throwing init: never close the number twice
             throw HarnessError.failed("connect to \(port) refused")
         }
         self.setReceiveTimeout(receiveTimeout)

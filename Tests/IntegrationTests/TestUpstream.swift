@@ -22,6 +22,7 @@ struct RecordedRequest: Sendable {
 /// - `/silent...`: reads the request and never answers.
 /// - `/slow/<ms>...`: answers after a delay.
 /// - `/drop...`: closes the connection without answering.
+/// - `/chunked/<bytes>`: a chunked response of that many bytes.
 /// - `/flaky...`: answers the first request of a connection (keep-alive), closes without answering on later ones.
 /// - anything else: `200` with a text body `method uri\nbody-bytes N\n` and the request headers echoed back
 ///   as `x-echo-<name>` is NOT done (the record is what tests check).
@@ -39,7 +40,10 @@ final class TestUpstream: Sendable {
         self.recorded.withLockedValue { $0.removeAll() }
     }
 
-    init() async throws {
+    let name: String
+
+    init(name: String = "test") async throws {
+        self.name = name
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.group = group
         let recorded = self.recorded
@@ -55,7 +59,7 @@ final class TestUpstream: Sendable {
                     }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        UpstreamBehaviour(connectionID: id, recorded: recorded)
+                        UpstreamBehaviour(connectionID: id, recorded: recorded, name: name)
                     )
                 }
             }
@@ -75,6 +79,7 @@ private final class UpstreamBehaviour: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let connectionID: Int
+    let name: String
     let recorded: NIOLockedValueBox<[RecordedRequest]>
     var current: RecordedRequest?
     var requestsOnConnection = 0
@@ -82,8 +87,9 @@ private final class UpstreamBehaviour: ChannelInboundHandler {
     var remaining = 0
     var downloading = false
 
-    init(connectionID: Int, recorded: NIOLockedValueBox<[RecordedRequest]>) {
+    init(connectionID: Int, recorded: NIOLockedValueBox<[RecordedRequest]>, name: String) {
         self.connectionID = connectionID
+        self.name = name
         self.recorded = recorded
     }
 
@@ -130,6 +136,22 @@ private final class UpstreamBehaviour: ChannelInboundHandler {
             self.pump(context: context)
             return
         }
+        if path.hasPrefix("/chunked/") {
+            // A chunked response (no Content-Length) in pieces of up to 1000 bytes.
+            var left = Int(path.dropFirst("/chunked/".count)) ?? 0
+            var head = HTTPResponseHead(version: .http1_1, status: .ok)
+            head.headers.add(name: "transfer-encoding", value: "chunked")
+            context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+            while left > 0 {
+                let n = min(left, 1000)
+                left -= n
+                var buffer = context.channel.allocator.buffer(capacity: n)
+                buffer.writeRepeatingByte(UInt8(ascii: "c"), count: n)
+                context.write(Self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            }
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
         if path.hasPrefix("/slow/") {
             let ms = Int(path.dropFirst("/slow/".count).prefix { $0.isNumber }) ?? 1000
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -147,7 +169,7 @@ private final class UpstreamBehaviour: ChannelInboundHandler {
         var head = HTTPResponseHead(version: .http1_1, status: .ok)
         head.headers.add(name: "content-length", value: String(text.utf8.count))
         head.headers.add(name: "content-type", value: "text/plain")
-        head.headers.add(name: "x-upstream", value: "test")
+        head.headers.add(name: "x-upstream", value: self.name)
         // hop-by-hop headers the proxy must remove on the way back
         head.headers.add(name: "keep-alive", value: "timeout=5")
         head.headers.add(name: "x-hop", value: "secret")
