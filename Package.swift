@@ -24,11 +24,22 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", exact: "1.21.1"),
     ],
     targets: [
         // ---- pure layers: no NIO, no sockets (scripts/check-layering.sh enforces it) ----
         .target(name: "ProxyModel", swiftSettings: swiftSettings),
         .target(name: "PolicyCore", dependencies: ["ProxyModel"], swiftSettings: swiftSettings),
+        .target(
+            name: "IdentityCore",
+            dependencies: [
+                "ProxyModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ProxyConfig",
             dependencies: [
@@ -39,6 +50,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // ---- data plane ----
+        .target(
+            name: "ProxyTransport",
+            dependencies: [
+                "ProxyModel", "ProxyConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ProxyHTTP",
             dependencies: [
@@ -77,6 +102,28 @@ let package = Package(
         // ---- tests ----
         .testTarget(name: "ProxyModelTests", dependencies: ["ProxyModel"], swiftSettings: swiftSettings),
         .testTarget(name: "PolicyCoreTests", dependencies: ["PolicyCore", "ProxyModel"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IdentityCoreTests",
+            dependencies: [
+                "IdentityCore", "ProxyModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ProxyTransportTests",
+            dependencies: [
+                "ProxyTransport", "ProxyConfig", "ProxyModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ProxyConfigTests",
             dependencies: ["ProxyConfig", "PolicyCore", "ProxyModel"],

@@ -5,6 +5,10 @@ public struct Principal: Sendable, Equatable {
     public var subject: String?
     public var email: String?
     public var groups: [String]
+    /// Every claim of the verified token (nested JSON), empty without a token.
+    public var claims: [String: JSONValue]
+    /// Token expiry, seconds since the Unix epoch.
+    public var expiresAt: Int64?
     /// Client certificate identity (TLS listeners with client_ca), when presented and verified.
     public var clientCertificate: ClientCertificateIdentity?
 
@@ -13,12 +17,16 @@ public struct Principal: Sendable, Equatable {
         subject: String? = nil,
         email: String? = nil,
         groups: [String] = [],
+        claims: [String: JSONValue] = [:],
+        expiresAt: Int64? = nil,
         clientCertificate: ClientCertificateIdentity? = nil
     ) {
         self.issuer = issuer
         self.subject = subject
         self.email = email
         self.groups = groups
+        self.claims = claims
+        self.expiresAt = expiresAt
         self.clientCertificate = clientCertificate
     }
 }

@@ -59,6 +59,24 @@ extension ReasonCode {
     // MARK: identity and policy
     /// The route requires an identity and the request carries none that is valid.
     public static let unauthenticated = ReasonCode("unauthenticated", status: 401)
+    /// Bearer token problems (all 401, RFC 6750 `invalid_token`); the token itself is never echoed.
+    public static let tokenMalformed = ReasonCode("token_malformed", status: 401)
+    public static let tokenTooLarge = ReasonCode("token_too_large", status: 401)
+    public static let tokenAlgorithmNotAllowed = ReasonCode("token_algorithm_not_allowed", status: 401)
+    public static let tokenSignatureInvalid = ReasonCode("token_signature_invalid", status: 401)
+    public static let tokenUnknownKey = ReasonCode("token_unknown_key", status: 401)
+    public static let tokenExpired = ReasonCode("token_expired", status: 401)
+    public static let tokenNotYetValid = ReasonCode("token_not_yet_valid", status: 401)
+    public static let tokenIssuedInFuture = ReasonCode("token_issued_in_future", status: 401)
+    public static let tokenIssuerNotAccepted = ReasonCode("token_issuer_not_accepted", status: 401)
+    public static let tokenAudienceMismatch = ReasonCode("token_audience_mismatch", status: 401)
+    public static let tokenMissingClaim = ReasonCode("token_missing_claim", status: 401)
+    public static let tokenTypeMismatch = ReasonCode("token_type_mismatch", status: 401)
+    public static let tokenCriticalHeader = ReasonCode("token_critical_header", status: 401)
+    /// A client certificate is required by the route and none (valid) was presented.
+    public static let clientCertificateRequired = ReasonCode("client_certificate_required", status: 401)
+    /// The issuer's keys were never loaded: fail closed (with Retry-After).
+    public static let issuerKeysUnavailable = ReasonCode("issuer_keys_unavailable", status: 503)
     /// A rule said deny.
     public static let deniedByRule = ReasonCode("denied_by_rule", status: 403)
     /// No rule allowed the request (default deny).
@@ -83,7 +101,10 @@ extension ReasonCode {
         .pathAboveRoot, .pathFragment, .pathInvalidCharacter, .queryInvalidCharacter, .unsupportedTargetForm,
         .hostMissing, .hostInvalid, .hostMismatch, .headerInvalid, .requestTimeout, .headersTooLarge,
         .bodyTooLarge, .expectationFailed, .routeNotFound, .misdirectedRequest, .httpVersionNotSupported,
-        .unauthenticated, .deniedByRule, .noRuleMatched, .upstreamUnavailable, .upstreamProtocolError,
+        .unauthenticated, .tokenMalformed, .tokenTooLarge, .tokenAlgorithmNotAllowed, .tokenSignatureInvalid,
+        .tokenUnknownKey, .tokenExpired, .tokenNotYetValid, .tokenIssuedInFuture, .tokenIssuerNotAccepted,
+        .tokenAudienceMismatch, .tokenMissingClaim, .tokenTypeMismatch, .tokenCriticalHeader,
+        .clientCertificateRequired, .issuerKeysUnavailable, .deniedByRule, .noRuleMatched, .upstreamUnavailable, .upstreamProtocolError,
         .upstreamConnectTimeout, .upstreamTimeout, .upstreamPoolExhausted, .shuttingDown, .internalError,
     ]
 }

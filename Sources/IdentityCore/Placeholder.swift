@@ -1,0 +1,1 @@
+// IdentityCore: see the files of this folder.

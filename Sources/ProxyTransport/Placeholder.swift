@@ -1,0 +1,1 @@
+// ProxyTransport: see the files of this folder.
