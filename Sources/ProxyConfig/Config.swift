@@ -138,17 +138,32 @@ public enum ClientAuthMode: String, Sendable, Hashable {
     case required
 }
 
+/// `min_version:` of a TLS section: the oldest TLS version accepted (TLS 1.3 is always allowed).
+public enum TLSMinimumVersion: String, Sendable, Hashable, CaseIterable {
+    case tls12 = "1.2"
+    case tls13 = "1.3"
+}
+
 /// `tls:` on an https listener. File paths are absolute (resolved against the policy file's folder).
 public struct ListenerTLSConfig: Sendable, Equatable {
     public var certificates: [CertificatePair]
     public var clientCA: String?
     public var clientAuth: ClientAuthMode
     public var crl: String?
-    public init(certificates: [CertificatePair], clientCA: String? = nil, clientAuth: ClientAuthMode = .optional, crl: String? = nil) {
+    /// `min_version:` "1.2" (default) or "1.3".
+    public var minVersion: TLSMinimumVersion
+    public init(
+        certificates: [CertificatePair],
+        clientCA: String? = nil,
+        clientAuth: ClientAuthMode = .optional,
+        crl: String? = nil,
+        minVersion: TLSMinimumVersion = .tls12
+    ) {
         self.certificates = certificates
         self.clientCA = clientCA
         self.clientAuth = clientAuth
         self.crl = crl
+        self.minVersion = minVersion
     }
 }
 
@@ -165,6 +180,12 @@ public struct IssuerConfig: Sendable, Equatable {
     public var groupsClaim: String
     public var emailClaim: String
     public var requiredType: String?
+    /// Cache verified tokens (SHA-256 keyed, until `exp`); `token_cache: off` verifies every request.
+    public var tokenCache: Bool
+    /// An unknown `kid` triggers at most one JWKS refetch per this interval (single-flight). Default 30 s.
+    public var unknownKeyRefetchInterval: Duration
+    /// Tokens longer than this are refused before parsing. Default 8 KiB.
+    public var maxTokenBytes: Int
     public var location: SourceLocation?
 
     public static let defaultAlgorithms = ["RS256", "PS256", "ES256", "EdDSA"]
@@ -181,6 +202,9 @@ public struct IssuerConfig: Sendable, Equatable {
         groupsClaim: String = "groups",
         emailClaim: String = "email",
         requiredType: String? = nil,
+        tokenCache: Bool = true,
+        unknownKeyRefetchInterval: Duration = .seconds(30),
+        maxTokenBytes: Int = 8 * 1024,
         location: SourceLocation? = nil
     ) {
         self.name = name
@@ -193,6 +217,9 @@ public struct IssuerConfig: Sendable, Equatable {
         self.groupsClaim = groupsClaim
         self.emailClaim = emailClaim
         self.requiredType = requiredType
+        self.tokenCache = tokenCache
+        self.unknownKeyRefetchInterval = unknownKeyRefetchInterval
+        self.maxTokenBytes = maxTokenBytes
         self.location = location
     }
 }
@@ -213,19 +240,56 @@ public struct UpstreamConfig: Sendable, Equatable {
     public var maxPendingRequests: Int
     /// A pooled keep-alive connection unused for this long is closed. Default 60 s.
     public var idleTimeout: Duration
+    /// `tls:` of an https upstream (mapping form only); nil: verify against the system trust store.
+    public var tls: UpstreamTLSConfig?
 
     public init(
         scheme: UpstreamScheme,
         endpoints: [HostPort],
         maxConnectionsPerEndpoint: Int = 128,
         maxPendingRequests: Int = 1_024,
-        idleTimeout: Duration = .seconds(60)
+        idleTimeout: Duration = .seconds(60),
+        tls: UpstreamTLSConfig? = nil
     ) {
         self.scheme = scheme
         self.endpoints = endpoints
         self.maxConnectionsPerEndpoint = maxConnectionsPerEndpoint
         self.maxPendingRequests = maxPendingRequests
         self.idleTimeout = idleTimeout
+        self.tls = tls
+    }
+}
+
+/// `upstream: { endpoints: [https://...], tls: {...} }`: how the proxy connects to an https upstream.
+/// File paths are absolute (resolved against the policy file's folder).
+public struct UpstreamTLSConfig: Sendable, Equatable {
+    /// `ca:` a PEM bundle of the CAs trusted for this upstream; nil: the system trust store.
+    public var caFile: String?
+    /// `client_certificate:` and `client_key:` (both or neither): the proxy's certificate for upstream mTLS.
+    public var clientCertificate: String?
+    public var clientKey: String?
+    /// `server_name:` the name sent as SNI and verified in the upstream certificate; nil: the endpoint host
+    /// when it is a DNS name (an IP endpoint sends no SNI and is verified against the certificate's IP SANs).
+    public var serverName: String?
+    /// `min_version:` "1.2" (default) or "1.3".
+    public var minVersion: TLSMinimumVersion
+    /// `insecure_skip_verify: true` disables certificate verification (a warning at load). Default false.
+    public var insecureSkipVerify: Bool
+
+    public init(
+        caFile: String? = nil,
+        clientCertificate: String? = nil,
+        clientKey: String? = nil,
+        serverName: String? = nil,
+        minVersion: TLSMinimumVersion = .tls12,
+        insecureSkipVerify: Bool = false
+    ) {
+        self.caFile = caFile
+        self.clientCertificate = clientCertificate
+        self.clientKey = clientKey
+        self.serverName = serverName
+        self.minVersion = minVersion
+        self.insecureSkipVerify = insecureSkipVerify
     }
 }
 
@@ -256,11 +320,23 @@ public struct RouteAuthConfig: Sendable, Equatable {
     /// Replaces the issuers' audiences when set, so a token for one service opens no other.
     public var audiences: [String]?
     public var clientCert: ClientCertRequirement?
+    /// Also read the bearer token from this header (after `Authorization: Bearer`).
+    public var tokenHeader: String?
+    /// Also read the bearer token from this cookie. Never from the query string.
+    public var tokenCookie: String?
 
-    public init(issuers: [String] = [], audiences: [String]? = nil, clientCert: ClientCertRequirement? = nil) {
+    public init(
+        issuers: [String] = [],
+        audiences: [String]? = nil,
+        clientCert: ClientCertRequirement? = nil,
+        tokenHeader: String? = nil,
+        tokenCookie: String? = nil
+    ) {
         self.issuers = issuers
         self.audiences = audiences
         self.clientCert = clientCert
+        self.tokenHeader = tokenHeader
+        self.tokenCookie = tokenCookie
     }
 }
 

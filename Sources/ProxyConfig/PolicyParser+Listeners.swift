@@ -139,7 +139,7 @@ extension PolicyParser {
 
     func parseTLS(_ node: Node, path: String) -> ListenerTLSConfig? {
         let reader = self.reader
-        guard let fields = reader.fields(node, path: path, place: "in \(path)", allowed: Self.tlsKeys) else {
+        guard let fields = reader.fields(node, path: path, place: "in \(path)", allowed: Self.listenerTLSKeys) else {
             return nil
         }
         var failed = false
@@ -209,8 +209,38 @@ extension PolicyParser {
             }
             crl = self.file(entry.value, path: "\(path).crl")
         }
+        var minVersion = TLSMinimumVersion.tls12
+        if let entry = fields["min_version"] {
+            if let value = self.tlsMinimumVersion(entry.value, path: "\(path).min_version") {
+                minVersion = value
+            } else {
+                failed = true
+            }
+        }
         guard !failed else { return nil }
-        return ListenerTLSConfig(certificates: certificates, clientCA: clientCA, clientAuth: clientAuth, crl: crl)
+        return ListenerTLSConfig(
+            certificates: certificates,
+            clientCA: clientCA,
+            clientAuth: clientAuth,
+            crl: crl,
+            minVersion: minVersion
+        )
+    }
+
+    /// `tls:` keys of a listener (`tlsKeys` plus the TLS issue's additions).
+    static let listenerTLSKeys = tlsKeys + ["min_version"]
+
+    /// `min_version: "1.2" | "1.3"` (a plain `1.2` reads as its text).
+    func tlsMinimumVersion(_ node: Node, path: String) -> TLSMinimumVersion? {
+        guard let text = self.reader.string(node, path: path) else { return nil }
+        guard let version = TLSMinimumVersion(rawValue: text) else {
+            self.reader.error(
+                "\(path): expected \"1.2\" or \"1.3\", got '\(text)' (older TLS versions are never accepted)",
+                at: node
+            )
+            return nil
+        }
+        return version
     }
 
     func parseLimits(_ node: Node, path: String) -> ListenerLimits? {
@@ -375,6 +405,29 @@ extension PolicyParser {
             }
             var requiredType: String?
             if let entry = fields["typ"] { requiredType = reader.nonEmptyString(entry.value, path: "\(path).typ") }
+            var tokenCache = true
+            if let entry = fields["token_cache"] {
+                // `on`/`off` read as the words they are; YAML booleans work too.
+                if case .scalar(let scalar) = entry.value, scalar.string == "on" || scalar.string == "off" {
+                    tokenCache = scalar.string == "on"
+                } else if let value = reader.bool(entry.value, path: "\(path).token_cache") {
+                    tokenCache = value
+                }
+            }
+            var unknownKeyInterval: Duration = .seconds(30)
+            if let entry = fields["unknown_kid_interval"],
+                let value = reader.duration(entry.value, path: "\(path).unknown_kid_interval", positive: true)
+            {
+                unknownKeyInterval = value
+            }
+            var maxTokenBytes = 8 * 1024
+            if let entry = fields["max_token_size"], let value = reader.size(entry.value, path: "\(path).max_token_size") {
+                if value < 256 || value > 64 * 1024 {
+                    reader.error("\(path).max_token_size: must be between 256 bytes and 64KiB", at: entry.value)
+                } else {
+                    maxTokenBytes = Int(value)
+                }
+            }
 
             if let name { infos[name] = IssuerInfo(name: name, audiences: audiences) }
             if let name, let issuerURL, reader.diagnostics.count == errorsBefore {
@@ -390,6 +443,9 @@ extension PolicyParser {
                         groupsClaim: groupsClaim,
                         emailClaim: emailClaim,
                         requiredType: requiredType,
+                        tokenCache: tokenCache,
+                        unknownKeyRefetchInterval: unknownKeyInterval,
+                        maxTokenBytes: maxTokenBytes,
                         location: reader.location(item)
                     )
                 )

@@ -274,7 +274,8 @@ extension PolicyParser {
             guard let (scheme, endpoints) = self.endpointList(node, path: path) else { return nil }
             return UpstreamConfig(scheme: scheme, endpoints: endpoints)
         case .mapping:
-            guard let fields = reader.fields(node, path: path, place: "in \(path)", allowed: Self.upstreamKeys) else {
+            guard let fields = reader.fields(node, path: path, place: "in \(path)", allowed: Self.upstreamMappingKeys)
+            else {
                 return nil
             }
             var result: (UpstreamScheme, [HostPort])?
@@ -306,18 +307,108 @@ extension PolicyParser {
                     failed = true
                 }
             }
+            var tls: UpstreamTLSConfig?
+            if let entry = fields["tls"] {
+                if let (scheme, _) = result, scheme != .https {
+                    reader.error(
+                        "\(path).tls: only valid with https endpoints (this upstream is \(scheme.rawValue))",
+                        at: entry.key
+                    )
+                    failed = true
+                }
+                tls = self.parseUpstreamTLS(entry.value, path: "\(path).tls")
+                failed = failed || tls == nil
+            }
             guard let (scheme, endpoints) = result, !failed else { return nil }
             return UpstreamConfig(
                 scheme: scheme,
                 endpoints: endpoints,
                 maxConnectionsPerEndpoint: maxConnections,
                 maxPendingRequests: maxPending,
-                idleTimeout: idleTimeout
+                idleTimeout: idleTimeout,
+                tls: tls
             )
         case .alias:
             reader.error("\(path): expected a URL, a list of URLs or a mapping with 'endpoints'", at: node)
             return nil
         }
+    }
+
+    /// Keys of the upstream mapping form (`upstreamKeys` plus the TLS issue's `tls`).
+    static let upstreamMappingKeys = upstreamKeys + ["tls"]
+    static let upstreamTLSKeys = [
+        "ca", "client_certificate", "client_key", "server_name", "min_version", "insecure_skip_verify",
+    ]
+
+    func parseUpstreamTLS(_ node: Node, path: String) -> UpstreamTLSConfig? {
+        let reader = self.reader
+        guard let fields = reader.fields(node, path: path, place: "in \(path)", allowed: Self.upstreamTLSKeys) else {
+            return nil
+        }
+        var failed = false
+        var tls = UpstreamTLSConfig()
+        if let entry = fields["ca"] {
+            tls.caFile = self.file(entry.value, path: "\(path).ca")
+            failed = failed || tls.caFile == nil
+        }
+        if let entry = fields["client_certificate"] {
+            tls.clientCertificate = self.file(entry.value, path: "\(path).client_certificate")
+            failed = failed || tls.clientCertificate == nil
+        }
+        if let entry = fields["client_key"] {
+            tls.clientKey = self.file(entry.value, path: "\(path).client_key")
+            failed = failed || tls.clientKey == nil
+        }
+        if let certificate = fields["client_certificate"], fields["client_key"] == nil {
+            reader.error("\(path): 'client_certificate' needs 'client_key' (give both or neither)", at: certificate.key)
+            failed = true
+        } else if let key = fields["client_key"], fields["client_certificate"] == nil {
+            reader.error("\(path): 'client_key' needs 'client_certificate' (give both or neither)", at: key.key)
+            failed = true
+        }
+        if let entry = fields["server_name"],
+            let text = reader.nonEmptyString(entry.value, path: "\(path).server_name")
+        {
+            let name = text.lowercased()
+            if IPAddress.parse(name) != nil || !ValueSyntax.isHostName(name) {
+                reader.error(
+                    "\(path).server_name: '\(text)' is not a DNS name (it is sent as SNI and verified in the upstream certificate)",
+                    at: entry.value
+                )
+                failed = true
+            } else {
+                tls.serverName = name
+            }
+        } else if fields["server_name"] != nil {
+            failed = true
+        }
+        if let entry = fields["min_version"] {
+            if let value = self.tlsMinimumVersion(entry.value, path: "\(path).min_version") {
+                tls.minVersion = value
+            } else {
+                failed = true
+            }
+        }
+        if let entry = fields["insecure_skip_verify"] {
+            if let value = reader.bool(entry.value, path: "\(path).insecure_skip_verify") {
+                tls.insecureSkipVerify = value
+                if value, let ca = fields["ca"] {
+                    reader.error(
+                        "\(path): 'ca' and 'insecure_skip_verify: true' contradict each other; remove one",
+                        at: ca.key
+                    )
+                    failed = true
+                } else if value {
+                    reader.warning(
+                        "\(path).insecure_skip_verify: the upstream's certificate is not verified; anyone on the network path can impersonate it (give 'ca' instead)",
+                        at: entry.key
+                    )
+                }
+            } else {
+                failed = true
+            }
+        }
+        return failed ? nil : tls
     }
 
     private func endpointList(_ node: Node, path: String) -> (UpstreamScheme, [HostPort])? {
@@ -428,6 +519,31 @@ extension PolicyParser {
                 failed = true
             }
         }
+        var tokenHeader: String?
+        if let entry = fields["token_header"], let text = reader.nonEmptyString(entry.value, path: "\(path).token_header") {
+            if ValueSyntax.isToken(text), text.lowercased() != "authorization" {
+                tokenHeader = text
+            } else {
+                reader.error(
+                    "\(path).token_header: '\(text)' is not a header name (Authorization: Bearer is always read)",
+                    at: entry.value
+                )
+                failed = true
+            }
+        }
+        var tokenCookie: String?
+        if let entry = fields["token_cookie"], let text = reader.nonEmptyString(entry.value, path: "\(path).token_cookie") {
+            if ValueSyntax.isToken(text) {
+                tokenCookie = text
+            } else {
+                reader.error("\(path).token_cookie: '\(text)' is not a cookie name", at: entry.value)
+                failed = true
+            }
+        }
+        if (tokenHeader != nil || tokenCookie != nil) && !fields.has("issuers") {
+            reader.error("\(path): token_header and token_cookie need 'issuers'", at: node)
+            failed = true
+        }
         if !fields.has("issuers") && !fields.has("client_cert") {
             reader.error(
                 "\(path): names neither 'issuers' nor 'client_cert'; say how callers prove their identity",
@@ -448,7 +564,13 @@ extension PolicyParser {
             }
         }
         guard !failed else { return nil }
-        return RouteAuthConfig(issuers: issuerNames, audiences: audiences, clientCert: clientCert)
+        return RouteAuthConfig(
+            issuers: issuerNames,
+            audiences: audiences,
+            clientCert: clientCert,
+            tokenHeader: tokenHeader,
+            tokenCookie: tokenCookie
+        )
     }
 
     func unknownIssuer(_ name: String, issuers: [String: IssuerInfo]) -> String {

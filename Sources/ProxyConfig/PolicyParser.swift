@@ -37,7 +37,7 @@ final class PolicyParser {
     ]
     static let issuerKeys = [
         "name", "issuer", "audiences", "jwks_uri", "jwks_file", "algorithms", "clock_skew", "groups_claim",
-        "email_claim", "typ",
+        "email_claim", "typ", "token_cache", "unknown_kid_interval", "max_token_size",
     ]
     static let routeKeys = [
         "name", "listener", "match", "upstream", "public", "auth", "identity_headers", "rules", "preserve_host",
@@ -45,7 +45,7 @@ final class PolicyParser {
     ]
     static let matchKeys = ["host", "path"]
     static let upstreamKeys = ["endpoints", "max_connections", "max_pending", "idle_timeout"]
-    static let authKeys = ["issuers", "audiences", "client_cert"]
+    static let authKeys = ["issuers", "audiences", "client_cert", "token_header", "token_cookie"]
     static let timeoutKeys = ["connect", "response", "idle"]
     static let ruleKeys = ["allow", "deny"]
     static let conditionKeys = [

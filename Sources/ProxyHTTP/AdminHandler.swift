@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ProxyModel
 
 /// The admin listener: `/healthz` (the process is alive) and `/readyz` (config loaded, not draining;
 /// later also: issuer keys loaded). Anything else: 404. Answers in the one JSON error shape for errors.
@@ -7,11 +8,11 @@ final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let readiness: Readiness
+    private let runtime: ProxyRuntime
     private var head: HTTPRequestHead?
 
-    init(readiness: Readiness) {
-        self.readiness = readiness
+    init(runtime: ProxyRuntime) {
+        self.runtime = runtime
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -36,19 +37,26 @@ final class AdminHandler: ChannelInboundHandler {
             status = .ok
             body = #"{"status":"ok"}"#
         case (.GET, "/readyz"), (.HEAD, "/readyz"):
-            if self.readiness.isReady {
-                status = .ok
-                body = #"{"status":"ready"}"#
-            } else {
-                status = .serviceUnavailable
-                body = self.readiness.isDraining ? #"{"status":"draining"}"# : #"{"status":"starting"}"#
-            }
+            status = self.runtime.isReady ? .ok : .serviceUnavailable
+            body = #"{"status":"# + JSONEscaping.quoted(self.runtime.readinessStatus) + "}"
+        case (.GET, "/metrics"):
+            // Prometheus text format; the metrics issue extends this.
+            let counters = self.runtime.counters
+            status = .ok
+            body =
+                "# TYPE portcullis_token_verifications_total counter\n"
+                + "portcullis_token_verifications_total \(counters.verifications)\n"
+                + "# TYPE portcullis_token_cache_hits_total counter\n"
+                + "portcullis_token_cache_hits_total \(counters.cacheHits)"
         default:
             status = .notFound
             body = #"{"error":"not_found","reason":"route_not_found","request_id":""}"#
         }
         var responseHead = HTTPResponseHead(version: head.version, status: status)
-        responseHead.headers.add(name: "content-type", value: "application/json")
+        responseHead.headers.add(
+            name: "content-type",
+            value: path == "/metrics" ? "text/plain; version=0.0.4" : "application/json"
+        )
         responseHead.headers.add(name: "content-length", value: String(body.utf8.count + 1))
         responseHead.headers.add(name: "cache-control", value: "no-store")
         if !head.isKeepAlive { responseHead.headers.add(name: "connection", value: "close") }

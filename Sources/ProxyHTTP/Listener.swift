@@ -110,7 +110,7 @@ public final class HTTPListener: Sendable {
                             withPipeliningAssistance: true,
                             withErrorHandling: true
                         )
-                        try sync.addHandler(AdminHandler(readiness: runtime.readiness))
+                        try sync.addHandler(AdminHandler(runtime: runtime))
                     default:
                         let observer = InboundBytesObserver()
                         try sync.addHandler(observer)

@@ -284,7 +284,13 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             exchange.routeName = prepared.route.name
             exchange.prepared = prepared
             if prepared.requestedUpgrade { self.keepAlive = false }
-            let input = AuthenticationInput(route: prepared.route.config, head: head, connection: self.connection)
+            let input = AuthenticationInput(
+                route: prepared.route,
+                head: head,
+                connection: self.connection,
+                snapshot: snapshot,
+                loop: self.loop
+            )
             switch self.runtime.stages.authenticate(input, eventLoop: context.eventLoop) {
             case .ready(let outcome):
                 self.authenticated(exchange, outcome: outcome)
@@ -304,15 +310,15 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     private func authenticated(_ exchange: Exchange, outcome: AuthenticationOutcome) {
         guard let prepared = exchange.prepared, let context = self.context else { return }
         switch outcome {
-        case .refused(let reason, let challenge):
-            self.respond(exchange, reason: reason, wwwAuthenticate: challenge)
+        case .refused(let reason, let headers):
+            self.respond(exchange, reason: reason, extraHeaders: headers)
         case .identity(let principal):
             switch self.runtime.stages.authorize(prepared, principal: principal) {
             case .deny(let reason, _):
-                let challenge =
+                let challenge: [(String, String)] =
                     reason == .unauthenticated && !(prepared.route.config.auth?.issuers.isEmpty ?? true)
-                    ? #"Bearer realm="portcullis""# : nil
-                self.respond(exchange, reason: reason, wwwAuthenticate: challenge)
+                    ? [("www-authenticate", TokenAuthenticator.challenge(nil))] : []
+                self.respond(exchange, reason: reason, extraHeaders: challenge)
             case .allow:
                 switch self.runtime.stages.authenticateUpstream(
                     prepared.upstreamHead,
@@ -601,7 +607,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         requestID: String,
         route: String?,
         version: HTTPVersion,
-        wwwAuthenticate: String?,
+        extraHeaders: [(String, String)],
         close: Bool
     ) -> (HTTPResponseHead, ByteBuffer) {
         let body = ErrorBody(reason: reason, requestID: requestID, route: route).jsonBytes()
@@ -613,7 +619,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         head.headers.add(name: "content-length", value: String(body.count))
         head.headers.add(name: "cache-control", value: "no-store")
         head.headers.add(name: "x-request-id", value: requestID)
-        if let wwwAuthenticate { head.headers.add(name: "www-authenticate", value: wwwAuthenticate) }
+        for (name, value) in extraHeaders { head.headers.add(name: name, value: value) }
         if close {
             head.headers.add(name: "connection", value: "close")
         } else if version.minor == 0 {
@@ -625,7 +631,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     /// Answers the exchange with an error in the one JSON shape.
-    private func respond(_ exchange: Exchange, reason: ReasonCode, wwwAuthenticate: String? = nil) {
+    private func respond(_ exchange: Exchange, reason: ReasonCode, extraHeaders: [(String, String)] = []) {
         guard let context = self.context else { return }
         self.abortUpstream(exchange)
         exchange.phase = .responding
@@ -643,7 +649,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             requestID: exchange.requestID,
             route: exchange.routeName,
             version: exchange.clientVersion,
-            wwwAuthenticate: wwwAuthenticate,
+            extraHeaders: extraHeaders,
             close: !self.keepAlive
         )
         exchange.responseHeadSent = true
@@ -665,7 +671,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             requestID: self.loop.makeRequestID(),
             route: nil,
             version: .http1_1,
-            wwwAuthenticate: nil,
+            extraHeaders: [],
             close: true
         )
         self.closing = true

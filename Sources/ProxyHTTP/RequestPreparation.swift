@@ -199,6 +199,8 @@ enum RequestPreparation {
         )
         let listed = HeaderSanitizer.connectionTokens(head.headers)
         let stripAuthorization = route.config.auth != nil && !route.config.forwardToken
+        // A token header configured on the route is a credential too.
+        let tokenHeader = stripAuthorization ? route.config.auth?.tokenHeader.map(HeaderSanitizer.canonicalName) : nil
         var requestedUpgrade = false
         var forwardedFor: [String] = []
         var forwardedProto: String? = nil
@@ -233,10 +235,15 @@ enum RequestPreparation {
             {
                 continue
             }
-            if HeaderSanitizer.isReserved(canonical) || route.strippedHeaderNames.contains(canonical) {
+            if HeaderSanitizer.isReserved(canonical) || route.strippedHeaderNames.contains(canonical)
+                || canonical == tokenHeader
+            {
                 continue
             }
             upstream.headers.add(name: name, value: value)
+        }
+        if stripAuthorization, let cookie = route.config.auth?.tokenCookie {
+            BearerTokenSource.removingCookie(named: cookie, from: &upstream.headers)
         }
         upstream.headers.add(name: "host", value: route.config.preserveHost ? rawHost : upstreamAuthority(route))
         switch framing {

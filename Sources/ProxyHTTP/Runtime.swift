@@ -1,6 +1,7 @@
 public import Logging
 public import NIOCore
 import NIOConcurrencyHelpers
+import IdentityCore
 import ProxyConfig
 import ProxyModel
 
@@ -41,6 +42,7 @@ public final class ProxyRuntime: Sendable {
     public let snapshots: SnapshotBox
     public let readiness: Readiness
     public let logger: Logger
+    public let counters: ProxyCounters
     let stages: RequestStages
     private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>]
 
@@ -48,13 +50,25 @@ public final class ProxyRuntime: Sendable {
         self.snapshots = SnapshotBox(snapshot)
         self.readiness = Readiness()
         self.logger = logger
-        self.stages = RequestStages()
+        self.counters = ProxyCounters()
+        self.stages = RequestStages(counters: self.counters)
         var loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>] = [:]
         for loop in group.makeIterator() {
             // Created empty off the loop; filled on first use, on the loop.
             loops[ObjectIdentifier(loop)] = NIOLoopBoundBox.makeEmptyBox(valueType: LoopContext.self, eventLoop: loop)
         }
         self.loops = loops
+    }
+
+    /// Ready to serve: configuration loaded, not draining, and every issuer has keys.
+    public var isReady: Bool { self.readiness.isReady && self.snapshots.current.identity.allLoaded }
+
+    /// Why not ready, for `/readyz`.
+    public var readinessStatus: String {
+        if self.readiness.isDraining { return "draining" }
+        if !self.readiness.isReady { return "starting" }
+        let missing = self.snapshots.current.identity.stores.values.filter { !$0.isLoaded }.map(\.config.name).sorted()
+        return missing.isEmpty ? "ready" : "waiting for keys of issuer(s) \(missing.joined(separator: ", "))"
     }
 
     /// The per-event-loop state; must be called on `eventLoop`.
@@ -85,6 +99,8 @@ final class LoopContext {
     let logger: Logger
     private var pools: [UpstreamKey: UpstreamPool] = [:]
     private var random: FastRandom
+    /// Verified tokens of this loop (no locks: one cache per event loop).
+    var tokenCache = VerifiedTokenCache()
 
     init(eventLoop: any EventLoop, logger: Logger) {
         self.eventLoop = eventLoop

@@ -12,10 +12,13 @@ public final class RuntimeSnapshot: Sendable {
     let tables: [String: RouteTable<CompiledRoute>]
     /// Listener settings by name.
     let listeners: [String: ListenerConfig]
+    /// Issuers and their keys (kept across reloads when their key source is unchanged).
+    public let identity: IdentityRegistry
 
-    public init(config: PortcullisConfig, digest: String = "") {
+    public init(config: PortcullisConfig, digest: String = "", previous: RuntimeSnapshot? = nil) {
         self.config = config
         self.digest = digest
+        self.identity = IdentityRegistry(issuers: config.issuers, previous: previous?.identity)
         // Every identity header any route sets is stripped from every client request, whatever the route:
         // an upstream shared by two routes must never see a client-supplied value under a trusted name.
         let identityHeaderNames = Set(

@@ -1,6 +1,7 @@
+import IdentityCore
 import NIOCore
-import PolicyCore
 import NIOHTTP1
+import PolicyCore
 import ProxyConfig
 import ProxyModel
 
@@ -10,39 +11,69 @@ enum StageResult<Value> {
     case later(EventLoopFuture<Value>)
 }
 
-/// Authentication outcome: an identity (nil: none presented) or a refusal that ends the request.
+/// Authentication outcome: an identity (nil: none presented) or a refusal that ends the request, with the
+/// headers the refusal carries (`WWW-Authenticate`, `Retry-After`).
 enum AuthenticationOutcome {
     case identity(Principal?)
-    case refused(ReasonCode, wwwAuthenticate: String?)
+    case refused(ReasonCode, headers: [(String, String)])
 }
 
 /// Input of the identity stage.
 struct AuthenticationInput {
-    let route: RouteConfig
+    let route: CompiledRoute
     let head: HTTPRequestHead
     let connection: ConnectionInfo
+    let snapshot: RuntimeSnapshot
+    let loop: LoopContext
 }
 
-/// The stages between routing and forwarding. Identity (bearer JWT, session, client certificate) and
-/// upstream credentials plug in here; today identity yields "none" and upstream authentication is empty,
-/// so routes with `auth` are refused with 401 by policy (fail closed) and public routes pass.
+/// The stages between routing and forwarding: identity (bearer JWT today; session cookie and client
+/// certificate plug in here), authorization (the route's compiled policy), upstream authentication
+/// (identity headers today; Google ID tokens, SigV4, DB credentials later).
 struct RequestStages: Sendable {
+    let counters: ProxyCounters
+
     func authenticate(_ input: AuthenticationInput, eventLoop: any EventLoop) -> StageResult<AuthenticationOutcome> {
-        .ready(.identity(nil))
+        guard let auth = input.route.config.auth, !auth.issuers.isEmpty else {
+            return .ready(.identity(nil))
+        }
+        switch BearerTokenSource.extract(from: input.head.headers, auth: auth) {
+        case .none:
+            // No credentials: policy answers 401 (unauthenticated) with a Bearer challenge.
+            return .ready(.identity(nil))
+        case .malformed:
+            let rejection = TokenRejection(reason: .tokenMalformed, description: "malformed authorization header")
+            return .ready(TokenAuthenticator.refused(rejection))
+        case .token(let token):
+            return TokenAuthenticator(counters: self.counters).authenticate(
+                token: token,
+                route: input.route,
+                registry: input.snapshot.identity,
+                loop: input.loop,
+                eventLoop: eventLoop
+            )
+        }
     }
 
     func authorize(_ request: PreparedRequest, principal: Principal?) -> Decision {
         request.route.policy.evaluate(facts: request.facts, principal: principal)
     }
 
-    /// Upstream authentication: may add credentials to the upstream head (Google ID token, SigV4, identity
-    /// headers). Empty for now.
+    /// Upstream authentication: the identity headers of the route (rendered and encoded); later Google ID
+    /// tokens, SigV4 and database credentials.
     func authenticateUpstream(
         _ head: HTTPRequestHead,
         request: PreparedRequest,
         principal: Principal?,
         eventLoop: any EventLoop
     ) -> StageResult<Result<HTTPRequestHead, ReasonCode>> {
-        .ready(.success(head))
+        let headers = request.route.config.identityHeaders
+        guard !headers.isEmpty, let principal else { return .ready(.success(head)) }
+        var head = head
+        for header in headers {
+            let value = IdentityHeaderRenderer.render(header.template, principal: principal)
+            if !value.isEmpty { head.headers.replaceOrAdd(name: header.name, value: value) }
+        }
+        return .ready(.success(head))
     }
 }

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 public import Logging
 import NIOCore
@@ -90,16 +91,24 @@ public enum PortcullisCommands {
         let snapshot = RuntimeSnapshot(config: loaded.config, digest: loaded.digest)
         let runtime = ProxyRuntime(snapshot: snapshot, group: group, logger: logger)
         let proxy = ProxyService(runtime: runtime, group: group, logger: logger)
+        // Control-plane HTTP only (JWKS, discovery); never used to forward requests.
+        let httpClient = HTTPClient(
+            eventLoopGroupProvider: .shared(group),
+            configuration: .init(redirectConfiguration: .disallow)
+        )
+        let jwks = JWKSService(runtime: runtime, client: httpClient, logger: logger)
         let reloader = ReloadService(
             path: loaded.path,
             runtime: runtime,
             pollInterval: loaded.config.server.reloadPollInterval,
-            logger: logger
+            logger: logger,
+            onApplied: { snapshot in jwks.registryChanged(snapshot.identity) }
         )
         let serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [
                     .init(service: proxy),
+                    .init(service: jwks, successTerminationBehavior: .ignore),
                     .init(service: reloader, successTerminationBehavior: .ignore),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -113,6 +122,7 @@ public enum PortcullisCommands {
             logger.error("portcullis stopped on an error", metadata: ["proxy_error": "\(error)"])
             code = Exit.environment
         }
+        try? await httpClient.shutdown()
         try? await group.shutdownGracefully()
         return code
     }

@@ -22,8 +22,17 @@ public final class ReloadService: Service, Sendable {
     private let logger: Logger
     private let pollInterval: Duration
     private let lastStat = NIOLockedValueBox<FileStamp?>(nil)
+    /// Called after a new snapshot is swapped in (the JWKS service picks up new issuers).
+    private let onApplied: (@Sendable (RuntimeSnapshot) -> Void)?
 
-    public init(path: String, runtime: ProxyRuntime, pollInterval: Duration, logger: Logger) {
+    public init(
+        path: String,
+        runtime: ProxyRuntime,
+        pollInterval: Duration,
+        logger: Logger,
+        onApplied: (@Sendable (RuntimeSnapshot) -> Void)? = nil
+    ) {
+        self.onApplied = onApplied
         self.path = path
         self.runtime = runtime
         self.pollInterval = pollInterval
@@ -90,8 +99,9 @@ public final class ReloadService: Service, Sendable {
                 )
                 return .refused(problems)
             }
-            let snapshot = RuntimeSnapshot(config: loaded.config, digest: loaded.digest)
+            let snapshot = RuntimeSnapshot(config: loaded.config, digest: loaded.digest, previous: old)
             self.runtime.snapshots.replace(with: snapshot)
+            self.onApplied?(snapshot)
             self.runtime.retireUnusedPools(keeping: snapshot)
             self.logger.info(
                 "policy reloaded",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ProxyConfig
 import ProxyServer
 
 /// CLI parsing only; the work is in ProxyServer.
@@ -10,7 +11,7 @@ struct Portcullis: AsyncParsableCommand {
         abstract: "An identity-aware reverse proxy for data platforms.",
         discussion: "Exit codes: 0 success or allow, 1 a finding (invalid policy, deny), 2 usage or environment error.",
         version: "portcullis \(PortcullisCommands.version)",
-        subcommands: [Serve.self, Check.self]
+        subcommands: [Serve.self, Check.self, Token.self, Demo.self]
     )
 }
 
@@ -67,6 +68,75 @@ struct Check: ParsableCommand {
         _ = try self.logging.bootstrap()
         let code = PortcullisCommands.check(configPath: self.config, checkFiles: !self.noFiles)
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a demo: a token-protected route in front of a built-in echo service, with curl commands to try."
+    )
+    @Option(name: .long, help: "Where the generated key, JWKS and policy go (git ignores certs/generated).")
+    var dir: String = "certs/generated/demo"
+    @Option(name: .long, help: "Proxy port on 127.0.0.1.") var port: Int = 8080
+    @Option(name: .long, help: "Admin port on 127.0.0.1.") var adminPort: Int = 9901
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = try self.logging.bootstrap()
+        let code = await PortcullisCommands.demo(directory: self.dir, port: self.port, adminPort: self.adminPort, logger: logger)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Development tokens: mint one from a local key, or inspect one against a policy file.",
+        subcommands: [Mint.self, Inspect.self]
+    )
+
+    struct Mint: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a signed ES256 token. The key (and its JWKS file, KEY without .pem + .jwks.json) is created when missing."
+        )
+        @Option(name: .long, help: "PEM private key of the development issuer.") var key: String
+        @Option(name: .long, help: "Subject (sub).") var sub: String
+        @Option(name: .long, parsing: .upToNextOption, help: "Audiences (aud).") var aud: [String]
+        @Option(name: .long, parsing: .upToNextOption, help: "Groups.") var groups: [String] = []
+        @Option(name: .long, help: "Email claim.") var email: String?
+        @Option(name: .long, help: "Issuer (iss).") var iss: String = "https://portcullis.local"
+        @Option(name: .long, help: "Lifetime, e.g. 10m, 1h.") var ttl: String = "10m"
+
+        func validate() throws {
+            if self.aud.isEmpty { throw ValidationError("give at least one --aud") }
+            if case .failure = ConfigLoader.parseDuration(self.ttl) { throw ValidationError("bad --ttl '\(self.ttl)'") }
+        }
+
+        func run() throws {
+            guard case .success(let ttl) = ConfigLoader.parseDuration(self.ttl) else { throw ExitCode(2) }
+            let code = TokenCommands.mint(
+                keyPath: self.key,
+                issuer: self.iss,
+                subject: self.sub,
+                audiences: self.aud,
+                groups: self.groups,
+                email: self.email,
+                ttl: ttl
+            )
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a token's header and claims; with --config, which issuer and route accept it, or why none does."
+        )
+        @Option(name: .long, help: "The policy file.") var config: String?
+        @Argument(help: "The token.") var token: String
+
+        func run() async throws {
+            let code = await TokenCommands.inspect(token: self.token, configPath: self.config)
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 }
 

@@ -75,14 +75,18 @@ struct ProxyTests {
         #expect(seen.header("host") == ["127.0.0.1:\(env.upstream.port)"])
     }
 
-    @Test("a route with auth fails closed: 401 with WWW-Authenticate and nothing forwarded")
+    @Test("a route with auth fails closed: 401 with WWW-Authenticate and nothing forwarded (the issuer has no keys)")
     func authRouteFailsClosed() async throws {
         let env = try await ProxyEnvironment()
         defer { env.stop() }
         let result = try curl(["-H", "Host: secure.test", "-H", "Authorization: Bearer abc.def.ghi", "\(env.base)/anything"])
         #expect(result.status == 401)
         #expect(result.header("www-authenticate")?.hasPrefix("Bearer") == true)
-        #expect(result.body.contains("\"reason\":\"unauthenticated\""))
+        #expect(result.body.contains("\"reason\":\"token_malformed\""))
+        // Without a token: a bare challenge, still 401.
+        let bare = try curl(["-H", "Host: secure.test", "\(env.base)/anything"])
+        #expect(bare.status == 401)
+        #expect(bare.body.contains("\"reason\":\"unauthenticated\""))
         #expect(!result.body.contains("abc.def.ghi"))
         #expect(env.upstream.requests.isEmpty)
     }

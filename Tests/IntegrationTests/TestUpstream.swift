@@ -30,6 +30,16 @@ final class TestUpstream: Sendable {
     let group: MultiThreadedEventLoopGroup
     let channel: any Channel
     private let recorded = NIOLockedValueBox<[RecordedRequest]>([])
+    /// Fixed answers by exact path (a JWKS endpoint, a discovery document): status, content type, body.
+    let fixed = NIOLockedValueBox<[String: (Int, String, String)]>([:])
+
+    func setResponse(path: String, status: Int = 200, contentType: String = "application/json", body: String) {
+        self.fixed.withLockedValue { $0[path] = (status, contentType, body) }
+    }
+
+    func requestCount(path: String) -> Int {
+        self.requests.filter { $0.uri == path }.count
+    }
     private let connections = NIOLockedValueBox<Int>(0)
 
     var port: Int { self.channel.localAddress!.port! }
@@ -48,6 +58,7 @@ final class TestUpstream: Sendable {
         self.group = group
         let recorded = self.recorded
         let connections = self.connections
+        let fixed = self.fixed
         self.channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
@@ -59,7 +70,7 @@ final class TestUpstream: Sendable {
                     }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        UpstreamBehaviour(connectionID: id, recorded: recorded, name: name)
+                        UpstreamBehaviour(connectionID: id, recorded: recorded, name: name, fixed: fixed)
                     )
                 }
             }
@@ -87,7 +98,15 @@ private final class UpstreamBehaviour: ChannelInboundHandler {
     var remaining = 0
     var downloading = false
 
-    init(connectionID: Int, recorded: NIOLockedValueBox<[RecordedRequest]>, name: String) {
+    let fixed: NIOLockedValueBox<[String: (Int, String, String)]>
+
+    init(
+        connectionID: Int,
+        recorded: NIOLockedValueBox<[RecordedRequest]>,
+        name: String,
+        fixed: NIOLockedValueBox<[String: (Int, String, String)]>
+    ) {
+        self.fixed = fixed
         self.connectionID = connectionID
         self.name = name
         self.recorded = recorded
@@ -116,6 +135,17 @@ private final class UpstreamBehaviour: ChannelInboundHandler {
 
     private func respond(context: ChannelHandlerContext, request: RecordedRequest) {
         let path = request.uri
+        if let (status, contentType, body) = self.fixed.withLockedValue({ $0[path] }) {
+            var head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status))
+            head.headers.add(name: "content-type", value: contentType)
+            head.headers.add(name: "content-length", value: String(body.utf8.count))
+            context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
+            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+            buffer.writeString(body)
+            context.write(Self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
         if path.hasPrefix("/silent") { return }
         if path.hasPrefix("/drop") {
             context.close(promise: nil)

@@ -1,1 +1,0 @@
-// IdentityCore: see the files of this folder.

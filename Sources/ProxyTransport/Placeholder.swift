@@ -1,1 +1,0 @@
-// ProxyTransport: see the files of this folder.
