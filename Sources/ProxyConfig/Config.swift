@@ -262,7 +262,7 @@ public struct UpstreamConfig: Sendable, Equatable {
 
 /// `upstream: { endpoints: [https://...], tls: {...} }`: how the proxy connects to an https upstream.
 /// File paths are absolute (resolved against the policy file's folder).
-public struct UpstreamTLSConfig: Sendable, Equatable {
+public struct UpstreamTLSConfig: Sendable, Hashable {
     /// `ca:` a PEM bundle of the CAs trusted for this upstream; nil: the system trust store.
     public var caFile: String?
     /// `client_certificate:` and `client_key:` (both or neither): the proxy's certificate for upstream mTLS.

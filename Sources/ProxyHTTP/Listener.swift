@@ -5,6 +5,7 @@ import NIOExtras
 import NIOHTTP1
 import NIOPosix
 public import ProxyConfig
+public import ProxyTransport
 
 /// Counts open connections of a listener and closes new ones beyond `max_connections` at accept.
 final class ConnectionLimitHandler: ChannelInboundHandler {
@@ -54,6 +55,8 @@ extension ConnectionLimitHandler: Sendable {}
 public final class HTTPListener: Sendable {
     public let config: ListenerConfig
     public let channel: any Channel
+    /// The certificate set of an https listener (reloaded in place).
+    public let tlsProvider: ServerTLSContextProvider?
     private let quiesce: ServerQuiescingHelper
     private let openConnections: NIOLockedValueBox<Int>
 
@@ -62,9 +65,16 @@ public final class HTTPListener: Sendable {
 
     public var connectionCount: Int { self.openConnections.withLockedValue { $0 } }
 
-    private init(config: ListenerConfig, channel: any Channel, quiesce: ServerQuiescingHelper, open: NIOLockedValueBox<Int>) {
+    private init(
+        config: ListenerConfig,
+        channel: any Channel,
+        tlsProvider: ServerTLSContextProvider?,
+        quiesce: ServerQuiescingHelper,
+        open: NIOLockedValueBox<Int>
+    ) {
         self.config = config
         self.channel = channel
+        self.tlsProvider = tlsProvider
         self.quiesce = quiesce
         self.openConnections = open
     }
@@ -87,6 +97,13 @@ public final class HTTPListener: Sendable {
         decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldCount = limits.maxHeaderCount
         let finalDecoderLimits = decoderLimits
+        // Certificates are read and contexts built here, off the event loops (blocking I/O).
+        var tlsProvider: ServerTLSContextProvider? = nil
+        if config.protocolKind == .https, let tls = config.tls {
+            tlsProvider = try await ServerTLSContextProvider(configuration: tls, logger: logger)
+        }
+        let provider = tlsProvider
+        let proxyProtocol = config.proxyProtocol
 
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -112,6 +129,15 @@ public final class HTTPListener: Sendable {
                         )
                         try sync.addHandler(AdminHandler(runtime: runtime))
                     default:
+                        if proxyProtocol {
+                            // Required on this listener: a connection without a valid header is closed.
+                            try sync.addHandler(ProxyProtocolHandler())
+                        }
+                        if let provider {
+                            // SNI picks the certificate; TLSConnectionInfo (SNI, version, client certificate)
+                            // reaches the proxy handler as an event before any request byte.
+                            _ = try provider.configureServerPipeline(sync)
+                        }
                         let observer = InboundBytesObserver()
                         try sync.addHandler(observer)
                         // NIOHTTP1's decoder (llhttp) and encoder, wired so HEAD responses carry no body.
@@ -139,7 +165,7 @@ public final class HTTPListener: Sendable {
             }
         let channel = try await bootstrap.bind(host: config.address.host, port: config.address.port).get()
         logger.info("listening", metadata: ["proxy_address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-        return HTTPListener(config: config, channel: channel, quiesce: quiesce, open: open)
+        return HTTPListener(config: config, channel: channel, tlsProvider: provider, quiesce: quiesce, open: open)
     }
 
     /// Stops accepting, asks every connection to finish its exchange and close; completes when all are closed.

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import ProxyConfig
 import ProxyModel
+import ProxyTransport
 
 /// Sits in front of the HTTP/1 decoder and tells the proxy handler that bytes arrived, so that the
 /// header-read timer starts with the first byte of a request (slowloris protection).
@@ -104,6 +105,18 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             self.keepAlive = false
             if self.exchange == nil {
                 self.closeNow()
+            }
+            return
+        }
+        if let info = event as? TLSConnectionInfo {
+            self.connection.tls = info
+            self.logger[metadataKey: "proxy_tls"] = "\(info.tlsVersion?.rawValue ?? "?")"
+            return
+        }
+        if let header = event as? ProxyProtocolHeader {
+            if let source = header.source {
+                self.connection.applyProxyProtocolSource(source.address)
+                self.logger[metadataKey: "proxy_peer"] = "\(source.address):\(source.port)"
             }
             return
         }
@@ -363,7 +376,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     private func acquireUpstream(_ exchange: Exchange, fresh: Bool) {
         guard let prepared = exchange.prepared else { return }
-        let pool = self.loop.pool(for: prepared.route.upstreamKey)
+        let pool = self.loop.pool(for: prepared.route.upstreamKey, tls: prepared.route.upstreamTLS)
         exchange.pool = pool
         pool.acquire(connectTimeout: TimeAmount(prepared.route.config.timeouts.connect), fresh: fresh)
             .assumeIsolated().whenComplete { [weak self] result in

@@ -2,6 +2,7 @@ import NIOHTTP1
 import PolicyCore
 import ProxyConfig
 import ProxyModel
+import ProxyTransport
 
 /// What the request path knows about the client connection.
 struct ConnectionInfo: Sendable {
@@ -13,17 +14,28 @@ struct ConnectionInfo: Sendable {
     var scheme: String
     /// The peer is in the listener's `trusted_proxies`.
     var peerIsTrusted: Bool
+    /// TLS facts of the connection (SNI, version, verified client certificate), once the handshake completed.
+    var tls: TLSConnectionInfo?
 
     init(listener: ListenerConfig, peer: IPAddress?, peerDescription: String, scheme: String) {
         self.listener = listener
         self.peer = peer
         self.peerDescription = peerDescription
         self.scheme = scheme
-        if let peer {
-            self.peerIsTrusted = listener.trustedProxies.contains { $0.contains(peer) }
-        } else {
-            self.peerIsTrusted = false
-        }
+        self.peerIsTrusted = false
+        self.peerIsTrusted = self.isTrusted(peer)
+    }
+
+    func isTrusted(_ address: IPAddress?) -> Bool {
+        guard let address else { return false }
+        return self.listener.trustedProxies.contains { $0.contains(address) }
+    }
+
+    /// The PROXY protocol header named the real client: it replaces the TCP peer (the load balancer).
+    mutating func applyProxyProtocolSource(_ address: IPAddress) {
+        self.peer = address
+        self.peerDescription = address.description
+        self.peerIsTrusted = self.isTrusted(address)
     }
 }
 
@@ -168,6 +180,10 @@ enum RequestPreparation {
             guard case .success(let authorityHost) = HostNormalizer.normalize(authority), authorityHost == host else {
                 return .reject(.hostMismatch, requestID: id, route: nil, close: declaresBody)
             }
+        }
+        // TLS: the certificate was chosen for the SNI name; a request for another host is misdirected.
+        if let sni = connection.tls?.serverName, sni != host {
+            return .reject(.misdirectedRequest, requestID: id, route: nil, close: declaresBody)
         }
 
         // Route.

@@ -2,6 +2,7 @@ public import Logging
 public import NIOCore
 import NIOConcurrencyHelpers
 import IdentityCore
+import ProxyTransport
 import ProxyConfig
 import ProxyModel
 
@@ -109,9 +110,9 @@ final class LoopContext {
         self.random = FastRandom(seed: seed.next())
     }
 
-    func pool(for key: UpstreamKey) -> UpstreamPool {
+    func pool(for key: UpstreamKey, tls: UpstreamTLSContextProvider?) -> UpstreamPool {
         if let pool = self.pools[key] { return pool }
-        let pool = UpstreamPool(key: key, eventLoop: self.eventLoop, logger: self.logger)
+        let pool = UpstreamPool(key: key, tls: tls, eventLoop: self.eventLoop, logger: self.logger)
         self.pools[key] = pool
         return pool
     }

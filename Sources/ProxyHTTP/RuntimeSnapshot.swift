@@ -1,6 +1,8 @@
+public import Logging
 import PolicyCore
 public import ProxyConfig
 import ProxyModel
+public import ProxyTransport
 
 /// Everything a request needs from the configuration, compiled once per load and swapped atomically
 /// on reload. Immutable; a request keeps the snapshot it started with.
@@ -15,9 +17,39 @@ public final class RuntimeSnapshot: Sendable {
     /// Issuers and their keys (kept across reloads when their key source is unchanged).
     public let identity: IdentityRegistry
 
-    public init(config: PortcullisConfig, digest: String = "", previous: RuntimeSnapshot? = nil) {
+    /// TLS client contexts of the https upstreams, by pool key.
+    let upstreamTLS: [UpstreamKey: UpstreamTLSContextProvider]
+
+    /// Builds a snapshot, reading the upstream TLS files (blocking work, so this is async and runs off the
+    /// event loops). Providers of unchanged upstreams are taken over from `previous`.
+    public static func make(
+        config: PortcullisConfig,
+        digest: String,
+        previous: RuntimeSnapshot? = nil,
+        logger: Logger
+    ) async throws -> RuntimeSnapshot {
+        var providers: [UpstreamKey: UpstreamTLSContextProvider] = [:]
+        for route in config.routes where route.upstream.scheme == .https {
+            let key = UpstreamKey(route.upstream)
+            if providers[key] != nil { continue }
+            if let existing = previous?.upstreamTLS[key] {
+                providers[key] = existing
+            } else {
+                providers[key] = try await UpstreamTLSContextProvider(configuration: route.upstream.tls, logger: logger)
+            }
+        }
+        return RuntimeSnapshot(config: config, digest: digest, previous: previous, upstreamTLS: providers)
+    }
+
+    public init(
+        config: PortcullisConfig,
+        digest: String = "",
+        previous: RuntimeSnapshot? = nil,
+        upstreamTLS: [UpstreamKey: UpstreamTLSContextProvider] = [:]
+    ) {
         self.config = config
         self.digest = digest
+        self.upstreamTLS = upstreamTLS
         self.identity = IdentityRegistry(issuers: config.issuers, previous: previous?.identity)
         // Every identity header any route sets is stripped from every client request, whatever the route:
         // an upstream shared by two routes must never see a client-supplied value under a trusted name.
@@ -26,7 +58,11 @@ public final class RuntimeSnapshot: Sendable {
         )
         var byListener: [String: [RouteTable<CompiledRoute>.Entry]] = [:]
         for route in config.routes {
-            let compiled = CompiledRoute(route, strippedHeaderNames: identityHeaderNames)
+            let compiled = CompiledRoute(
+                route,
+                strippedHeaderNames: identityHeaderNames,
+                upstreamTLS: upstreamTLS[UpstreamKey(route.upstream)]
+            )
             byListener[route.listener, default: []].append(.init(host: route.host, path: route.path, payload: compiled))
         }
         self.tables = byListener.mapValues { RouteTable($0) }
@@ -50,7 +86,11 @@ final class CompiledRoute: Sendable {
     /// The route's path prefix for prefix routes ("" for `/*`), nil for exact routes.
     let pathPrefix: String?
 
-    init(_ route: RouteConfig, strippedHeaderNames: Set<String>) {
+    /// TLS to the upstream (https upstreams only).
+    let upstreamTLS: UpstreamTLSContextProvider?
+
+    init(_ route: RouteConfig, strippedHeaderNames: Set<String>, upstreamTLS: UpstreamTLSContextProvider?) {
+        self.upstreamTLS = upstreamTLS
         self.config = route
         let prefix: String?
         switch route.path {
@@ -81,14 +121,16 @@ final class CompiledRoute: Sendable {
 }
 
 /// Identity of an upstream pool: same endpoints and settings share connections.
-struct UpstreamKey: Hashable, Sendable {
+public struct UpstreamKey: Hashable, Sendable {
     let scheme: UpstreamScheme
     let endpoints: [HostPort]
     let maxConnectionsPerEndpoint: Int
     let maxPendingRequests: Int
     let idleTimeout: Duration
+    let tls: UpstreamTLSConfig?
 
     init(_ upstream: UpstreamConfig) {
+        self.tls = upstream.tls
         self.scheme = upstream.scheme
         self.endpoints = upstream.endpoints
         self.maxConnectionsPerEndpoint = upstream.maxConnectionsPerEndpoint

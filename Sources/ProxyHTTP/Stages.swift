@@ -4,6 +4,7 @@ import NIOHTTP1
 import PolicyCore
 import ProxyConfig
 import ProxyModel
+import ProxyTransport
 
 /// A stage result that is either ready now or arrives later (reads stay paused meanwhile).
 enum StageResult<Value> {
@@ -13,7 +14,7 @@ enum StageResult<Value> {
 
 /// Authentication outcome: an identity (nil: none presented) or a refusal that ends the request, with the
 /// headers the refusal carries (`WWW-Authenticate`, `Retry-After`).
-enum AuthenticationOutcome {
+enum AuthenticationOutcome: Sendable {
     case identity(Principal?)
     case refused(ReasonCode, headers: [(String, String)])
 }
@@ -34,24 +35,44 @@ struct RequestStages: Sendable {
     let counters: ProxyCounters
 
     func authenticate(_ input: AuthenticationInput, eventLoop: any EventLoop) -> StageResult<AuthenticationOutcome> {
-        guard let auth = input.route.config.auth, !auth.issuers.isEmpty else {
-            return .ready(.identity(nil))
+        guard let auth = input.route.config.auth else { return .ready(.identity(nil)) }
+        // The verified client certificate (the TLS layer refused invalid or revoked ones already).
+        let certificate = input.connection.tls?.clientCertificate
+        if auth.clientCert == .required && certificate == nil {
+            return .ready(.refused(.clientCertificateRequired, headers: []))
+        }
+        let certificateIdentity = certificate.map { Principal(clientCertificate: $0) }
+        guard !auth.issuers.isEmpty else {
+            // client_cert only: the certificate is the identity (nil without one: policy answers 401).
+            return .ready(.identity(certificateIdentity))
         }
         switch BearerTokenSource.extract(from: input.head.headers, auth: auth) {
         case .none:
-            // No credentials: policy answers 401 (unauthenticated) with a Bearer challenge.
-            return .ready(.identity(nil))
+            // No token: a route that also takes client certificates accepts the certificate alone;
+            // otherwise policy answers 401 (unauthenticated) with a Bearer challenge.
+            return .ready(.identity(auth.clientCert != nil ? certificateIdentity : nil))
         case .malformed:
             let rejection = TokenRejection(reason: .tokenMalformed, description: "malformed authorization header")
             return .ready(TokenAuthenticator.refused(rejection))
         case .token(let token):
-            return TokenAuthenticator(counters: self.counters).authenticate(
+            let result = TokenAuthenticator(counters: self.counters).authenticate(
                 token: token,
                 route: input.route,
                 registry: input.snapshot.identity,
                 loop: input.loop,
                 eventLoop: eventLoop
             )
+            guard let certificate else { return result }
+            // Both presented: the token's identity, with the certificate attached for policy.
+            let attach: @Sendable (AuthenticationOutcome) -> AuthenticationOutcome = { outcome in
+                guard case .identity(var principal?) = outcome else { return outcome }
+                principal.clientCertificate = certificate
+                return .identity(principal)
+            }
+            switch result {
+            case .ready(let outcome): return .ready(attach(outcome))
+            case .later(let future): return .later(future.map(attach))
+            }
         }
     }
 

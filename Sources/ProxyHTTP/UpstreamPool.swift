@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import ProxyConfig
 import ProxyModel
+import ProxyTransport
 
 /// One connection to an upstream endpoint, owned by the pool of its event loop.
 final class UpstreamConnection {
@@ -58,6 +59,7 @@ final class UpstreamPool {
     }
 
     let key: UpstreamKey
+    let tls: UpstreamTLSContextProvider?
     let eventLoop: any EventLoop
     private var endpoints: [Endpoint]
     private var nextEndpoint = 0
@@ -65,8 +67,9 @@ final class UpstreamPool {
     private var nextWaiterID = 0
     private let logger: Logger
 
-    init(key: UpstreamKey, eventLoop: any EventLoop, logger: Logger) {
+    init(key: UpstreamKey, tls: UpstreamTLSContextProvider?, eventLoop: any EventLoop, logger: Logger) {
         self.key = key
+        self.tls = tls
         self.eventLoop = eventLoop
         self.endpoints = key.endpoints.map { Endpoint(address: $0) }
         self.logger = logger
@@ -79,7 +82,7 @@ final class UpstreamPool {
     /// A connection for one exchange. `fresh`: do not reuse a pooled connection (the retry after a stale one).
     func acquire(connectTimeout: TimeAmount, fresh: Bool = false) -> EventLoopFuture<UpstreamConnection> {
         self.eventLoop.assertInEventLoop()
-        if self.key.scheme == .https {
+        if self.key.scheme == .https && self.tls == nil {
             return self.eventLoop.makeFailedFuture(UpstreamPoolError.tlsNotSupported)
         }
         let count = self.endpoints.count
@@ -165,6 +168,7 @@ final class UpstreamPool {
     ) {
         self.endpoints[index].open += 1
         let endpoint = self.endpoints[index].address
+        let tls = self.tls
         let future = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -173,6 +177,10 @@ final class UpstreamPool {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if let tls {
+                        // Verification on (system store or the configured CA), SNI from the endpoint name.
+                        try sync.addHandler(try tls.makeClientHandler(endpoint: endpoint))
+                    }
                     try sync.addHandler(HTTPRequestEncoder())
                     try sync.addHandler(
                         ByteToMessageHandler(

@@ -47,14 +47,8 @@ public enum PortcullisCommands {
     /// Valid configuration that this build cannot serve yet (each lands with its issue).
     static func unsupportedFeatures(_ config: PortcullisConfig) -> [String] {
         var problems: [String] = []
-        for listener in config.listeners where listener.protocolKind == .https || listener.protocolKind == .postgres {
-            problems.append("listener '\(listener.name)': protocol \(listener.protocolKind.rawValue) is not available in this version")
-        }
-        for listener in config.listeners where listener.proxyProtocol {
-            problems.append("listener '\(listener.name)': proxy_protocol is not available in this version")
-        }
-        for route in config.routes where route.upstream.scheme == .https {
-            problems.append("route '\(route.name)': https upstreams are not available in this version")
+        for listener in config.listeners where listener.protocolKind == .postgres {
+            problems.append("listener '\(listener.name)': protocol postgres is not available in this version")
         }
         return problems
     }
@@ -88,7 +82,14 @@ public enum PortcullisCommands {
         logger[metadataKey: "proxy_instance"] = "\(instance)"
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let snapshot = RuntimeSnapshot(config: loaded.config, digest: loaded.digest)
+        let snapshot: RuntimeSnapshot
+        do {
+            snapshot = try await RuntimeSnapshot.make(config: loaded.config, digest: loaded.digest, logger: logger)
+        } catch {
+            logger.error("upstream TLS: \(error)")
+            try? await group.shutdownGracefully()
+            return Exit.environment
+        }
         let runtime = ProxyRuntime(snapshot: snapshot, group: group, logger: logger)
         let proxy = ProxyService(runtime: runtime, group: group, logger: logger)
         // Control-plane HTTP only (JWKS, discovery); never used to forward requests.
@@ -102,6 +103,7 @@ public enum PortcullisCommands {
             runtime: runtime,
             pollInterval: loaded.config.server.reloadPollInterval,
             logger: logger,
+            proxy: proxy,
             onApplied: { snapshot in jwks.registryChanged(snapshot.identity) }
         )
         let serviceGroup = ServiceGroup(

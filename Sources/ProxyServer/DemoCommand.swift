@@ -2,6 +2,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
+import ProxyTransport
 
 extension PortcullisCommands {
     /// `portcullis demo`: a development issuer, a built-in echo upstream and a demo policy that requires a
@@ -32,13 +33,30 @@ extension PortcullisCommands {
             return Exit.environment
         }
         let upstreamPort = upstream.localAddress?.port ?? 0
+        // A development certificate for 127.0.0.1 and localhost (generated once, reused).
+        let certificates: DevCertificateFiles
+        do {
+            let existing = DevCertificateFiles.existing(in: dir + "/tls")
+            certificates = try existing ?? DevCertificates.generate(
+                in: dir + "/tls",
+                serverNames: ["127.0.0.1", "localhost"],
+                clientSPIFFEID: "spiffe://portcullis.local/demo/client"
+            )
+        } catch {
+            logger.error("demo certificates: \(error)")
+            return Exit.environment
+        }
 
         let policyPath = dir + "/demo-policy.yaml"
         let policy = """
             # Written by `portcullis demo`; edit it and it is reloaded (SIGHUP or on change).
             version: 1
             listeners:
-              - { name: web, address: "127.0.0.1:\(port)", protocol: http }
+              - name: web
+                address: "127.0.0.1:\(port)"
+                protocol: https
+                tls:
+                  certificates: [ { certificate: \(certificates.serverCertificate), private_key: \(certificates.serverPrivateKey) } ]
               - { name: ops, address: "127.0.0.1:\(adminPort)", protocol: admin }
             issuers:
               - name: demo
@@ -73,7 +91,8 @@ extension PortcullisCommands {
                 email: "bob@example.com",
                 ttlSeconds: 3600
             )
-            let base = "http://127.0.0.1:\(port)"
+            let base = "https://127.0.0.1:\(port)"
+            let curl = "curl --cacert \(certificates.caCertificate)"
             // Written straight to the file descriptor: stdout may be a pipe (block-buffered by print).
             FileHandle.standardOutput.write(
                 Data(
@@ -83,16 +102,16 @@ extension PortcullisCommands {
                 Policy: \(policyPath)   (tokens valid for 1 hour; more with `portcullis token mint --key \(issuer.keyPath) --sub you --aud demo`)
 
                 Allowed (alice is in admins):
-                  curl -i -X POST -H 'Authorization: Bearer \(admin)' \(base)/dags
+                  \(curl) -i -X POST -H 'Authorization: Bearer \(admin)' \(base)/dags
 
                 Allowed (bob is a viewer, GET only):
-                  curl -i -H 'Authorization: Bearer \(viewer)' \(base)/dags
+                  \(curl) -i -H 'Authorization: Bearer \(viewer)' \(base)/dags
 
                 Denied, 403 (bob may not POST):
-                  curl -i -X POST -H 'Authorization: Bearer \(viewer)' \(base)/dags
+                  \(curl) -i -X POST -H 'Authorization: Bearer \(viewer)' \(base)/dags
 
                 Denied, 401 (no token):
-                  curl -i \(base)/dags
+                  \(curl) -i \(base)/dags
 
                 Health: curl -i http://127.0.0.1:\(adminPort)/readyz
                 Ctrl-C stops it.

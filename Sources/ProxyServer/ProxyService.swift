@@ -3,6 +3,7 @@ public import NIOCore
 import NIOConcurrencyHelpers
 import NIOPosix
 import ProxyConfig
+import ProxyTransport
 public import ProxyHTTP
 public import ServiceLifecycle
 
@@ -29,9 +30,9 @@ public final class ProxyService: Service, Sendable {
         var bound: [HTTPListener] = []
         for listener in snapshot.config.listeners {
             switch listener.protocolKind {
-            case .http, .admin:
+            case .http, .https, .admin:
                 bound.append(try await HTTPListener.bind(listener, runtime: self.runtime, group: self.group, logger: self.logger))
-            case .https, .postgres:
+            case .postgres:
                 // Refused at start-up by PortcullisServer.validateSupported; never reached.
                 continue
             }
@@ -63,6 +64,37 @@ public final class ProxyService: Service, Sendable {
         // Release the listeners while their event loops still run (their quiescing helpers complete promises).
         self.listeners.withLockedValue { $0.removeAll() }
         self.logger.info("stopped")
+    }
+
+    /// Rebuilds the certificate sets of https listeners for a new policy (off the event loops). Throws on
+    /// the first bad file; listeners already swapped keep their new set, the failing one its old set.
+    func reloadTLS(for config: PortcullisConfig) async throws {
+        for listener in self.boundListeners {
+            guard let provider = listener.tlsProvider,
+                let tls = config.listeners.first(where: { $0.name == listener.config.name })?.tls
+            else { continue }
+            if tls != provider.configuration || provider.filesChanged() {
+                try await provider.reload(configuration: tls)
+                self.logger.info("certificates reloaded", metadata: ["proxy_listener": "\(listener.config.name)"])
+            }
+        }
+    }
+
+    /// Reloads certificate sets whose files changed on disk; a bad file is logged and the old set keeps serving.
+    func reloadTLSIfFilesChanged() async {
+        for listener in self.boundListeners {
+            guard let provider = listener.tlsProvider else { continue }
+            do {
+                if try await provider.reloadIfFilesChanged() {
+                    self.logger.info("certificates reloaded (files changed)", metadata: ["proxy_listener": "\(listener.config.name)"])
+                }
+            } catch {
+                self.logger.error(
+                    "certificate reload refused; the old certificates keep serving",
+                    metadata: ["proxy_listener": "\(listener.config.name)", "proxy_error": "\(error)"]
+                )
+            }
+        }
     }
 
     /// true if `future` completed within `timeout`.

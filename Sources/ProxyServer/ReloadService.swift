@@ -24,14 +24,18 @@ public final class ReloadService: Service, Sendable {
     private let lastStat = NIOLockedValueBox<FileStamp?>(nil)
     /// Called after a new snapshot is swapped in (the JWKS service picks up new issuers).
     private let onApplied: (@Sendable (RuntimeSnapshot) -> Void)?
+    /// The listeners whose certificates are reloaded with the policy (nil in tests of the policy alone).
+    private let proxy: ProxyService?
 
     public init(
         path: String,
         runtime: ProxyRuntime,
         pollInterval: Duration,
         logger: Logger,
+        proxy: ProxyService? = nil,
         onApplied: (@Sendable (RuntimeSnapshot) -> Void)? = nil
     ) {
+        self.proxy = proxy
         self.onApplied = onApplied
         self.path = path
         self.runtime = runtime
@@ -45,7 +49,9 @@ public final class ReloadService: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in signals.cancelOnGracefulShutdown() {
-                    _ = self.reload(trigger: "SIGHUP")
+                    _ = await self.reload(trigger: "SIGHUP")
+                    // SIGHUP also re-reads certificate files that changed in place.
+                    await self.proxy?.reloadTLSIfFilesChanged()
                 }
             }
             if self.pollInterval > .zero {
@@ -59,8 +65,9 @@ public final class ReloadService: Service, Sendable {
                                 return last != stamp
                             }
                             if changed, stamp != nil {
-                                _ = self.reload(trigger: "file change")
+                                _ = await self.reload(trigger: "file change")
                             }
+                            await self.proxy?.reloadTLSIfFilesChanged()
                         }
                     }
                 }
@@ -71,7 +78,7 @@ public final class ReloadService: Service, Sendable {
 
     /// Loads, validates and swaps in the policy file now.
     @discardableResult
-    public func reload(trigger: String) -> Outcome {
+    public func reload(trigger: String) async -> Outcome {
         let old = self.runtime.snapshots.current
         switch ConfigLoader.load(path: self.path) {
         case .failure(let error):
@@ -99,7 +106,23 @@ public final class ReloadService: Service, Sendable {
                 )
                 return .refused(problems)
             }
-            let snapshot = RuntimeSnapshot(config: loaded.config, digest: loaded.digest, previous: old)
+            let snapshot: RuntimeSnapshot
+            do {
+                // Certificates and upstream TLS files are read here, off the event loops.
+                try await self.proxy?.reloadTLS(for: loaded.config)
+                snapshot = try await RuntimeSnapshot.make(
+                    config: loaded.config,
+                    digest: loaded.digest,
+                    previous: old,
+                    logger: self.logger
+                )
+            } catch {
+                self.logger.error(
+                    "policy reload refused: a TLS file could not be loaded; the old policy keeps serving",
+                    metadata: ["proxy_trigger": "\(trigger)", "proxy_new_digest": "\(loaded.digest)", "proxy_error": "\(error)"]
+                )
+                return .refused(["\(error)"])
+            }
             self.runtime.snapshots.replace(with: snapshot)
             self.onApplied?(snapshot)
             self.runtime.retireUnusedPools(keeping: snapshot)

@@ -340,3 +340,24 @@ struct DevCertificateAuthority {
         withUnsafeBytes(of: value.bigEndian) { Array($0) }
     }
 }
+
+extension DevCertificateFiles {
+    /// The files of an earlier `DevCertificates.generate` in `directory`, when they are all there.
+    public static func existing(in directory: String) -> DevCertificateFiles? {
+        func path(_ name: String) -> String { directory + "/" + name }
+        let files = DevCertificateFiles(
+            directory: directory,
+            caCertificate: path("ca.pem"),
+            caPrivateKey: path("ca-key.pem"),
+            serverCertificate: path("server.pem"),
+            serverPrivateKey: path("server-key.pem"),
+            clientCertificate: path("client.pem"),
+            clientPrivateKey: path("client-key.pem"),
+            revokedClientCertificate: path("revoked-client.pem"),
+            revokedClientPrivateKey: path("revoked-client-key.pem"),
+            crl: path("crl.pem")
+        )
+        let all = [files.caCertificate, files.serverCertificate, files.serverPrivateKey, files.crl]
+        return all.allSatisfy { FileManager.default.fileExists(atPath: $0) } ? files : nil
+    }
+}

@@ -11,7 +11,7 @@ struct Portcullis: AsyncParsableCommand {
         abstract: "An identity-aware reverse proxy for data platforms.",
         discussion: "Exit codes: 0 success or allow, 1 a finding (invalid policy, deny), 2 usage or environment error.",
         version: "portcullis \(PortcullisCommands.version)",
-        subcommands: [Serve.self, Check.self, Token.self, Demo.self]
+        subcommands: [Serve.self, Check.self, Token.self, Demo.self, Certs.self]
     )
 }
 
@@ -85,6 +85,29 @@ struct Demo: AsyncParsableCommand {
         let logger = try self.logging.bootstrap()
         let code = await PortcullisCommands.demo(directory: self.dir, port: self.port, adminPort: self.adminPort, logger: logger)
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Certs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Certificate tooling.",
+        subcommands: [Dev.self]
+    )
+
+    struct Dev: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Generate a development CA, server and client certificates and a CRL (keys 0600, never commit them)."
+        )
+        @Option(name: .long, help: "Output folder (git ignores certs/generated).") var dir: String = "certs/generated"
+        @Option(name: .long, parsing: .upToNextOption, help: "Server names (DNS names or IP literals).")
+        var name: [String] = ["localhost", "127.0.0.1", "::1"]
+        @Option(name: .long, help: "SPIFFE ID of the client certificate.")
+        var spiffeId: String = "spiffe://example.com/airflow/worker"
+
+        func run() throws {
+            let code = PortcullisCommands.certsDev(directory: self.dir, serverNames: self.name, spiffeID: self.spiffeId)
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 }
 

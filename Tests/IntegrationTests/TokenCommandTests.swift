@@ -83,12 +83,19 @@ struct TokenCommandTests {
         }
         let admin = try #require(token(after: "Allowed (alice"))
         let viewer = try #require(token(after: "Denied, 403"))
-        let allowed = try curl(["-X", "POST", "-H", "Authorization: Bearer \(admin)", "http://127.0.0.1:\(port)/dags"])
+        // The demo serves HTTPS with a generated development CA; the printed commands name it.
+        let caRange = try #require(text.range(of: "--cacert "))
+        let ca = String(text[caRange.upperBound...].prefix { $0 != " " })
+        #expect(FileManager.default.fileExists(atPath: ca))
+        let base = "https://127.0.0.1:\(port)"
+        let allowed = try curl(["--cacert", ca, "-X", "POST", "-H", "Authorization: Bearer \(admin)", "\(base)/dags"])
         #expect(allowed.status == 200)
         #expect(allowed.body.contains("alice@example.com"))
-        let denied = try curl(["-X", "POST", "-H", "Authorization: Bearer \(viewer)", "http://127.0.0.1:\(port)/dags"])
+        let denied = try curl(["--cacert", ca, "-X", "POST", "-H", "Authorization: Bearer \(viewer)", "\(base)/dags"])
         #expect(denied.status == 403)
-        #expect(try curl(["http://127.0.0.1:\(port)/dags"]).status == 401)
+        #expect(try curl(["--cacert", ca, "\(base)/dags"]).status == 401)
+        // Without the CA the certificate is not trusted: curl refuses (exit 60), nothing is served.
+        #expect(try curl(["\(base)/dags"]).exitCode == 60)
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
