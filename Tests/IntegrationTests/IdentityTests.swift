@@ -64,7 +64,7 @@ final class IdentityEnvironment: @unchecked Sendable {
                 upstream: http://127.0.0.1:\(self.idp.port)
                 auth: { issuers: [idp-uncached] }
                 rules: [ { allow: { authenticated: true } } ]
-            \(extraRoutes)
+            \(extraRoutes.replacingOccurrences(of: "UPSTREAM", with: "http://127.0.0.1:\(self.idp.port)"))
             """
         self.proxy = try ProxyProcess(config: policy, waitPort: self.port)
         try waitForPort(self.adminPort)
@@ -169,6 +169,47 @@ struct IdentityTests {
         #expect(bare.status == 401)
         #expect(bare.header("www-authenticate") == #"Bearer realm="portcullis""#)
         #expect(env.idp.requests.filter { $0.uri == "/x" }.isEmpty)
+    }
+
+    @Test("tokens from a configured header or cookie, never from the query; forward_token passes Authorization on")
+    func tokenSources() async throws {
+        let signer = TestSigner.es256(kid: "k1")
+        let env = try await IdentityEnvironment(
+            signers: [signer],
+            extraRoutes: """
+                  - name: sources
+                    listener: web
+                    match: { path: /sources/* }
+                    upstream: UPSTREAM
+                    auth: { issuers: [idp], token_header: X-Api-Token, token_cookie: session }
+                    rules: [ { allow: { authenticated: true } } ]
+                  - name: forwarding
+                    listener: web
+                    match: { path: /forwarding/* }
+                    upstream: UPSTREAM
+                    forward_token: true
+                    auth: { issuers: [idp] }
+                    rules: [ { allow: { authenticated: true } } ]
+                """
+        )
+        defer { env.stop() }
+        #expect(env.waitReady())
+        let token = try signer.token(claims: TestSigner.claims(iss: env.issuer, aud: "app"))
+        #expect(try env.get("/sources/header", token: nil, headers: ["X-Api-Token: \(token)"]).status == 200)
+        #expect(try env.get("/sources/cookie", token: nil, headers: ["Cookie: theme=dark; session=\(token)"]).status == 200)
+        // The credentials are not forwarded; other cookies are.
+        let header = try #require(env.idp.requests.last { $0.uri == "/sources/header" })
+        #expect(header.header("x-api-token").isEmpty)
+        let cookie = try #require(env.idp.requests.last { $0.uri == "/sources/cookie" })
+        #expect(cookie.header("cookie") == ["theme=dark"])
+        // Never from the query string.
+        let query = try env.get("/sources/query?access_token=\(token)", token: nil)
+        #expect(query.status == 401)
+        #expect(reason(of: query) == "unauthenticated")
+        // forward_token: the upstream sees the client's Authorization header.
+        #expect(try env.get("/forwarding/x", token: token).status == 200)
+        let forwarded = try #require(env.idp.requests.last { $0.uri == "/forwarding/x" })
+        #expect(forwarded.header("authorization") == ["Bearer \(token)"])
     }
 
     @Test("claims with CR/LF cannot split identity headers")
