@@ -183,7 +183,14 @@ final class ProxyProcess: @unchecked Sendable {
         environment["SWIFTNIO_STRICT"] = "1"
         self.process.environment = environment
         try self.process.run()
-        try waitForPort(waitPort, process: self.process, logPath: self.logPath)
+        do {
+            try waitForPort(waitPort, process: self.process, logPath: self.logPath)
+        } catch {
+            // Never leave a proxy we started running.
+            kill(self.process.processIdentifier, SIGKILL)
+            self.process.waitUntilExit()
+            throw error
+        }
     }
 
     var log: String { (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? "" }

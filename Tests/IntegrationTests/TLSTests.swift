@@ -43,6 +43,15 @@ final class TLSEnvironment: @unchecked Sendable {
         self.opensslServer.standardOutput = FileHandle.nullDevice
         self.opensslServer.standardError = FileHandle.nullDevice
         try self.opensslServer.run()
+        let server = self.opensslServer
+        // Whatever fails below, the openssl server we started does not outlive the test.
+        var started = false
+        defer {
+            if !started {
+                kill(server.processIdentifier, SIGKILL)
+                server.waitUntilExit()
+            }
+        }
         try waitForPort(self.opensslPort, process: self.opensslServer)
 
         self.port = try freePort()
@@ -99,6 +108,7 @@ final class TLSEnvironment: @unchecked Sendable {
         try FileManager.default.createDirectory(at: proxyDir, withIntermediateDirectories: true)
         self.proxy = try ProxyProcess(config: policy, waitPort: self.port, dir: proxyDir)
         try waitForPort(self.adminPort)
+        started = true
     }
 
     var base: String { "https://localhost:\(self.port)" }
@@ -122,7 +132,9 @@ final class TLSEnvironment: @unchecked Sendable {
     func stop() {
         self.proxy.stop()
         self.upstream.stop()
-        if self.opensslServer.isRunning { kill(self.opensslServer.processIdentifier, SIGKILL) }
+        // Stop the openssl server we started, by its PID (unconditionally: isRunning can lag behind).
+        kill(self.opensslServer.processIdentifier, SIGKILL)
+        self.opensslServer.waitUntilExit()
         try? FileManager.default.removeItem(at: self.dir)
     }
 }
