@@ -42,7 +42,6 @@ final class Exchange: UpstreamReceiver {
     var responseHeadSent = false
     var upstreamKeepAlive = false
     var needsClientFlush = false
-    var responseBodyBytes: Int64 = 0
 
     // timers
     var responseTimer: Scheduled<Void>?

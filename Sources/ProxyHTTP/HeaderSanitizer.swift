@@ -12,18 +12,19 @@ enum HeaderSanitizer {
     /// Lower case, `_` spelled `-`: `X_Portcullis_User` and `x-portcullis-user` are the same header to us
     /// (some upstream frameworks, e.g. CGI/WSGI, fold `-` to `_`, so a client could smuggle either spelling).
     static func canonicalName(_ name: String) -> String {
-        var out = ""
-        out.reserveCapacity(name.utf8.count)
-        for scalar in name.unicodeScalars {
-            if scalar == "_" {
-                out.unicodeScalars.append("-")
-            } else if scalar.value >= 65 && scalar.value <= 90 {
-                out.unicodeScalars.append(Unicode.Scalar(scalar.value + 32)!)
-            } else {
-                out.unicodeScalars.append(scalar)
+        let utf8 = name.utf8
+        return String(unsafeUninitializedCapacity: utf8.count) { buffer in
+            var index = 0
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "_"): buffer[index] = UInt8(ascii: "-")
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"): buffer[index] = byte + 32
+                default: buffer[index] = byte
+                }
+                index += 1
             }
+            return index
         }
-        return out
     }
 
     /// Whether a canonical header name is in the proxy's reserved namespace.

@@ -63,8 +63,6 @@ public final class HTTPListener: Sendable {
     /// The address actually bound (port 0 in the config binds an ephemeral port).
     public var localAddress: SocketAddress? { self.channel.localAddress }
 
-    public var connectionCount: Int { self.openConnections.withLockedValue { $0 } }
-
     private init(
         config: ListenerConfig,
         channel: any Channel,
@@ -173,10 +171,5 @@ public final class HTTPListener: Sendable {
         let promise = eventLoop.makePromise(of: Void.self)
         self.quiesce.initiateShutdown(promise: promise)
         return promise.futureResult
-    }
-
-    /// Closes the listening socket only (admin listener at the end of a drain).
-    public func close() async {
-        try? await self.channel.close()
     }
 }

@@ -514,7 +514,6 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             exchange.needsClientFlush = true
             context.write(Self.wrapOutboundOut(.head(out)), promise: nil)
         case .body(let chunk):
-            exchange.responseBodyBytes += Int64(chunk.readableBytes)
             exchange.needsClientFlush = true
             context.write(Self.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
             if !context.channel.isWritable {

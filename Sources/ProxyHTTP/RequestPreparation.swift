@@ -246,7 +246,7 @@ enum RequestPreparation {
             default:
                 break
             }
-            if HeaderSanitizer.hopByHop.contains(canonical) || listed.contains(canonical.lowercased())
+            if HeaderSanitizer.hopByHop.contains(canonical) || listed.contains(canonical)
                 || listed.contains(name.lowercased())
             {
                 continue

@@ -124,10 +124,6 @@ final class LoopContext {
         }
     }
 
-    func closeAllIdle() {
-        for pool in self.pools.values { pool.closeIdle() }
-    }
-
     /// 128 random bits as 32 lower-case hex characters.
     func makeRequestID() -> String {
         let hi = self.random.next()

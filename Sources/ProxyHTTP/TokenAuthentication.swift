@@ -133,7 +133,9 @@ struct TokenAuthenticator {
             self.counters.countCacheHit()
             return .ready(.identity(hit.principal))
         }
-        let maxBytes = auth.issuers.compactMap { registry.stores[$0]?.config.maxTokenBytes }.max() ?? 8192
+        var maxBytes = 0
+        for name in auth.issuers { maxBytes = max(maxBytes, registry.stores[name]?.config.maxTokenBytes ?? 0) }
+        if maxBytes == 0 { maxBytes = 8192 }
         let unverified: UnverifiedToken
         switch UnverifiedToken.parse(token, maxBytes: maxBytes) {
         case .success(let parsed): unverified = parsed

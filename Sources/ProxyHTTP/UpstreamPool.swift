@@ -75,10 +75,6 @@ final class UpstreamPool {
         self.logger = logger
     }
 
-    /// Open connections across endpoints (for tests and metrics).
-    var openConnections: Int { self.endpoints.reduce(0) { $0 + $1.open } }
-    var idleConnections: Int { self.endpoints.reduce(0) { $0 + $1.idle.count } }
-
     /// A connection for one exchange. `fresh`: do not reuse a pooled connection (the retry after a stale one).
     func acquire(connectTimeout: TimeAmount, fresh: Bool = false) -> EventLoopFuture<UpstreamConnection> {
         self.eventLoop.assertInEventLoop()

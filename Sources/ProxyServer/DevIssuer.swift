@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import IdentityCore
 public import ProxyModel
 
 #if canImport(Glibc)
@@ -58,12 +59,10 @@ public struct DevIssuer: Sendable {
         self.keyPath = keyPath
         self.jwksPath = jwksPath
         self.key = key
-        // RFC 7638 thumbprint as the key id.
+        // The RFC 7638 thumbprint as the key id, computed by IdentityCore's JWK.
         let raw = key.publicKey.x963Representation
-        let x = Self.base64url(raw.dropFirst().prefix(32))
-        let y = Self.base64url(raw.dropFirst(33))
-        let canonical = #"{"crv":"P-256","kty":"EC","x":""# + x + #"","y":""# + y + #""}"#
-        self.keyID = Self.base64url(Data(SHA256.hash(data: Data(canonical.utf8))))
+        self.keyID = (try? JWK(ecKeyType: .ecP256, x: Array(raw.dropFirst().prefix(32)), y: Array(raw.dropFirst(33))))?
+            .thumbprint ?? "dev"
     }
 
     public func jwksDocument() -> String {

@@ -20,7 +20,6 @@ struct JWKSFetcher: Sendable {
         var description: String
     }
 
-    static let maxDocumentBytes = 1 << 20
     static let requestTimeout: TimeAmount = .seconds(5)
 
     let client: HTTPClient
@@ -28,7 +27,7 @@ struct JWKSFetcher: Sendable {
     func fetch(_ issuer: IssuerConfig) async throws -> Fetched {
         if let file = issuer.jwksFile {
             let data = try Data(contentsOf: URL(fileURLWithPath: file))
-            guard data.count <= Self.maxDocumentBytes else { throw FetchError(description: "\(file): larger than 1 MiB") }
+            guard data.count <= JWKSet.maxDocumentBytes else { throw FetchError(description: "\(file): larger than 1 MiB") }
             switch JWKSet.parse(Array(data)) {
             case .success(let keys): return Fetched(keys: keys, maxAge: nil)
             case .failure(let error): throw FetchError(description: "\(file): \(error)")
@@ -76,18 +75,14 @@ struct JWKSFetcher: Sendable {
         guard response.status == .ok else {
             throw FetchError(description: "\(url): HTTP \(response.status.code)")
         }
-        let body = try await response.body.collect(upTo: Self.maxDocumentBytes)
+        let body = try await response.body.collect(upTo: JWKSet.maxDocumentBytes)
         return (Array(body.readableBytesView), response.headers)
     }
 
     static func maxAge(_ headers: HTTPHeaders) -> Int64? {
-        for value in headers[canonicalForm: "cache-control"] {
-            let directive = value.trimmingCharacters(in: .whitespaces).lowercased()
-            if directive.hasPrefix("max-age="), let seconds = Int64(directive.dropFirst("max-age=".count)) {
-                return seconds
-            }
-        }
-        return nil
+        let values = headers["cache-control"]
+        guard !values.isEmpty else { return nil }
+        return JWKSRefreshStateMachine.maxAge(cacheControl: values.joined(separator: ", "))
     }
 
     /// https anywhere; http only to loopback hosts.

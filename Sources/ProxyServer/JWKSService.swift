@@ -7,10 +7,6 @@ import ProxyConfig
 public import ProxyHTTP
 public import ServiceLifecycle
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Keeps every issuer's key set fresh: fetched at start-up (listeners do not wait; `/readyz` does),
 /// refreshed on Cache-Control max-age (clamped), refetched once (rate-limited, single-flight) when a token
 /// names an unknown key. A failed fetch keeps the last good set. One controller per issuer store; a reload
@@ -60,12 +56,6 @@ public final class JWKSService: Service, Sendable {
             }
             for controller in controllers.values { controller.stop() }
         }
-    }
-
-    static func nowSeconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec)
     }
 }
 
@@ -132,7 +122,7 @@ final class IssuerKeysController: JWKSRefetching, Sendable {
                 case .scheduleRefresh(let at):
                     timerGeneration += 1
                     let generation = timerGeneration
-                    let delay = max(0, at - JWKSService.nowSeconds())
+                    let delay = max(0, at - WallClock.nowSeconds())
                     group.addTask {
                         try? await Task.sleep(for: .seconds(delay))
                         if !Task.isCancelled { continuation.yield(.timer(generation: generation)) }
@@ -142,9 +132,9 @@ final class IssuerKeysController: JWKSRefetching, Sendable {
                 }
             }
 
-            perform(machine.started(now: JWKSService.nowSeconds()), group: &group)
+            perform(machine.started(now: WallClock.nowSeconds()), group: &group)
             loop: for await event in self.events {
-                let now = JWKSService.nowSeconds()
+                let now = WallClock.nowSeconds()
                 switch event {
                 case .unknownKey(let done):
                     let action = machine.unknownKeySeen(now: now)
