@@ -212,6 +212,29 @@ struct IdentityTests {
         #expect(forwarded.header("authorization") == ["Bearer \(token)"])
     }
 
+    @Test("no token, valid or not, ever appears in the proxy's log (trace level)")
+    func noSecretsInLogs() async throws {
+        let signer = TestSigner.es256(kid: "k1")
+        let env = try await IdentityEnvironment(signers: [signer])
+        defer { env.stop() }
+        #expect(env.waitReady())
+        let valid = try signer.token(claims: TestSigner.claims(iss: env.issuer, aud: "app"))
+        let expired = try signer.token(
+            claims: TestSigner.claims(iss: env.issuer, aud: "app", exp: Int(Date().timeIntervalSince1970) - 60)
+        )
+        let forged = try TestSigner.es256(kid: "k1").token(claims: TestSigner.claims(iss: env.issuer, aud: "app"))
+        #expect(try env.get("/a", token: valid).status == 200)
+        #expect(try env.get("/b", token: expired).status == 401)
+        #expect(try env.get("/c", token: forged).status == 401)
+        #expect(try env.get("/d", token: nil, headers: ["Authorization: Bearer not!a!token"]).status == 401)
+        let log = env.proxy.log
+        #expect(!log.isEmpty)
+        for secret in [valid, expired, forged, "not!a!token"] {
+            // Any recognisable part of a token (its signature) must not be logged.
+            #expect(!log.contains(String(secret.split(separator: ".").last ?? Substring(secret))))
+        }
+    }
+
     @Test("claims with CR/LF cannot split identity headers")
     func headerInjection() async throws {
         let signer = TestSigner.es256(kid: "k1")
