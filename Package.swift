@@ -13,7 +13,9 @@ let package = Package(
     name: "portcullis",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "portcullis", targets: ["portcullis"])
+        .executable(name: "portcullis", targets: ["portcullis"]),
+        // The pure cores, for the micro-benchmarks in Benchmarks/ (a separate package, outside CI).
+        .library(name: "PortcullisCores", targets: ["ProxyModel", "PolicyCore", "IdentityCore", "ProxyConfig"]),
     ],
     dependencies: [
         // Pinned exactly to the set in DESIGN.md that resolves and builds together here.

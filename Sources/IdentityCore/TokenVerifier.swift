@@ -311,22 +311,30 @@ public enum TokenVerifier {
         case _?: return .failure(.malformed("sub is not a string"))
         }
 
-        let email = self.claim(policy.emailClaim, in: claims)?.stringValue
+        var principal = self.principal(claims: claims, policy: policy)
+        principal.subject = subject
+        principal.expiresAt = expiresAt
+        return .success(principal)
+    }
+
+    /// The identity in a token's claims as policy sees it: the issuer's `email_claim` and `groups_claim`
+    /// (a string or an array of strings), `sub`, `exp` when an integer, and every claim.
+    /// No check happens here: the proxy calls it on verified tokens only; the policy tools call it on
+    /// claims the operator wrote.
+    public static func principal(claims: [String: JSONValue], policy: IssuerPolicy) -> Principal {
         let groups: [String]
         switch self.claim(policy.groupsClaim, in: claims) {
         case .string(let group)?: groups = [group]
         case .array(let values)?: groups = values.compactMap(\.stringValue)
         default: groups = []
         }
-        return .success(
-            Principal(
-                issuer: policy.issuer,
-                subject: subject,
-                email: email,
-                groups: groups,
-                claims: claims,
-                expiresAt: expiresAt
-            )
+        return Principal(
+            issuer: policy.issuer,
+            subject: claims["sub"]?.stringValue,
+            email: self.claim(policy.emailClaim, in: claims)?.stringValue,
+            groups: groups,
+            claims: claims,
+            expiresAt: claims["exp"]?.int64Value
         )
     }
 

@@ -370,6 +370,8 @@ public struct RouteConfig: Sendable, Equatable {
     public var maxRequestBodyBytes: Int64
     /// Forward the client's `Authorization` header to the upstream (default false on `auth` routes).
     public var forwardToken: Bool
+    /// `explain_denials: true`: 403 bodies list the rules tried and the condition that failed in each.
+    public var explainDenials: Bool
     public var location: SourceLocation?
 
     public static let defaultMaxRequestBodyBytes: Int64 = 64 * 1024 * 1024
@@ -389,6 +391,7 @@ public struct RouteConfig: Sendable, Equatable {
         timeouts: RouteTimeouts = .init(),
         maxRequestBodyBytes: Int64 = RouteConfig.defaultMaxRequestBodyBytes,
         forwardToken: Bool = false,
+        explainDenials: Bool = false,
         location: SourceLocation? = nil
     ) {
         self.name = name
@@ -405,6 +408,17 @@ public struct RouteConfig: Sendable, Equatable {
         self.timeouts = timeouts
         self.maxRequestBodyBytes = maxRequestBodyBytes
         self.forwardToken = forwardToken
+        self.explainDenials = explainDenials
         self.location = location
+    }
+
+    /// The route's compiled policy (rules are compiled matchers already; this adds the route's context).
+    public var policy: RoutePolicy {
+        let prefix: String
+        switch self.path {
+        case .prefix(let p): prefix = p
+        case .exact: prefix = ""
+        }
+        return RoutePolicy(isPublic: self.isPublic, rules: self.rules, pathPrefix: prefix, explainDenials: self.explainDenials)
     }
 }

@@ -97,7 +97,7 @@ private func _parse(
 
 /// In file order (stable for one location), without repeats (a mapping reached twice through a YAML
 /// alias reports its problems once).
-private func orderedDiagnostics(_ diagnostics: [ConfigDiagnostic]) -> [ConfigDiagnostic] {
+func orderedDiagnostics(_ diagnostics: [ConfigDiagnostic]) -> [ConfigDiagnostic] {
     var seen = Set<String>()
     let unique = diagnostics.filter { seen.insert($0.description).inserted }
     return unique.enumerated().sorted { lhs, rhs in

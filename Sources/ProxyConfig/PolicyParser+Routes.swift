@@ -151,6 +151,23 @@ extension PolicyParser {
                 )
                 rules = self.parseRules(entry.value, path: "\(path).rules", context: context)
             }
+            var explainDenials = false
+            if let entry = fields["explain_denials"],
+                let value = reader.bool(entry.value, path: "\(path).explain_denials")
+            {
+                explainDenials = value
+            }
+            if reader.diagnostics.filter({ $0.severity == .error }).count == errorsBefore {
+                self.analyseRules(
+                    rules,
+                    label: label,
+                    path: path,
+                    isPublic: isPublic,
+                    auth: auth,
+                    rulesNode: fields["rules"]?.key,
+                    routeNode: item
+                )
+            }
 
             var preserveHost = true
             if let entry = fields["preserve_host"], let value = reader.bool(entry.value, path: "\(path).preserve_host")
@@ -253,6 +270,7 @@ extension PolicyParser {
                         timeouts: timeouts,
                         maxRequestBodyBytes: maxRequestBody,
                         forwardToken: forwardToken,
+                        explainDenials: explainDenials,
                         location: reader.location(item)
                     )
                 )

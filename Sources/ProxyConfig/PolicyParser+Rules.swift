@@ -8,7 +8,8 @@ extension PolicyParser {
 
     struct RuleContext {
         var routeLabel: String
-        var isPublic: Bool
+        /// nil inside `definitions:` (used by public and auth routes alike).
+        var isPublic: Bool?
         /// The route's `auth.issuers` (nil when the route has no valid `auth`).
         var authIssuers: [String]?
         /// nil when `issuers:` was unreadable.
@@ -74,17 +75,45 @@ extension PolicyParser {
         for key in fields.order {
             let entry = fields[key]!
             let valuePath = "\(path).\(key)"
-            if context.isPublic && Self.identityConditionKeys.contains(key) {
+            if context.isPublic == true && Self.identityConditionKeys.contains(key) {
                 reader.warning("\(valuePath): can never hold: public routes carry no identity", at: entry.key)
+            }
+            switch key {
+            case "claims":
+                if let parsed = self.parseClaims(entry.value, path: valuePath) { conditions += parsed } else { failed = true }
+                continue
+            case "client_cert":
+                if let parsed = self.parseClientCert(entry.value, path: valuePath) {
+                    conditions += parsed
+                } else {
+                    failed = true
+                }
+                continue
+            case "time":
+                if let window = self.parseTime(entry.value, path: valuePath) {
+                    conditions.append(.time(window))
+                } else {
+                    failed = true
+                }
+                continue
+            case "use":
+                if let condition = self.parseUse(entry.value, path: valuePath, context: context) {
+                    conditions.append(condition)
+                } else {
+                    failed = true
+                }
+                continue
+            default:
+                break
             }
             if key == "authenticated" {
                 guard let value = reader.bool(entry.value, path: valuePath) else {
                     failed = true
                     continue
                 }
-                if value && context.isPublic {
+                if value && context.isPublic == true {
                     reader.warning("\(valuePath): can never hold: public routes carry no identity", at: entry.key)
-                } else if !value && !context.isPublic {
+                } else if !value && context.isPublic == false {
                     reader.warning(
                         "\(valuePath): can never hold: \(context.routeLabel) requires identity, so requests without one get 401 before rules run",
                         at: entry.key
@@ -164,7 +193,7 @@ extension PolicyParser {
                 for (offset, (text, valueNode)) in values.enumerated() where !text.isEmpty {
                     if let known = context.issuers, known[text] == nil {
                         check(false, offset, valueNode, self.unknownIssuer(text, issuers: known))
-                    } else if let accepted = context.authIssuers, !accepted.contains(text), !context.isPublic {
+                    } else if let accepted = context.authIssuers, !accepted.contains(text), context.isPublic == false {
                         reader.warning(
                             "\(itemPath(offset)): can never hold: \(context.routeLabel) accepts tokens only from \(accepted.map { "'\($0)'" }.joined(separator: ", "))",
                             at: valueNode
@@ -178,5 +207,62 @@ extension PolicyParser {
             failed = failed || itemFailed
         }
         return failed ? nil : conditions
+    }
+}
+
+// MARK: - Static analysis of a route's rules
+
+extension PolicyParser {
+    /// Warnings that need the whole route: rules an earlier rule makes unreachable, allow rules that
+    /// admit every caller on an `auth` route, and `auth` routes without rules (they allow nobody).
+    func analyseRules(
+        _ rules: [Rule],
+        label: String,
+        path: String,
+        isPublic: Bool,
+        auth: RouteAuthConfig?,
+        rulesNode: Node?,
+        routeNode: Node
+    ) {
+        let reader = self.reader
+        func warn(_ message: String, rule: Rule) {
+            if let location = rule.location {
+                reader.report(ConfigDiagnostic(.warning, message, at: location))
+            } else {
+                reader.warning(message, at: rulesNode ?? routeNode)
+            }
+        }
+        if !isPublic && auth != nil && rules.isEmpty {
+            reader.warning(
+                "\(label) requires identity but has no rules, so it allows nobody (every caller gets 403); add 'rules:' with allow rules",
+                at: rulesNode ?? routeNode
+            )
+        }
+        for shadowing in PolicyAnalysis.shadowedRules(rules, isPublic: isPublic) {
+            let later = rules[shadowing.rule]
+            let earlier = rules[shadowing.coveredBy]
+            let earlierLine = earlier.location.map { ", line \($0.line)" } ?? ""
+            let rulePath = "\(path).rules[\(shadowing.rule)]"
+            if shadowing.sameEffect {
+                warn(
+                    "\(rulePath) is redundant: rules[\(shadowing.coveredBy)] (\(earlier.effect.rawValue)\(earlierLine)) matches every request it matches",
+                    rule: later
+                )
+            } else {
+                warn(
+                    "\(rulePath) (\(later.effect.rawValue)) never decides: rules[\(shadowing.coveredBy)] (\(earlier.effect.rawValue)\(earlierLine)) matches every request it matches and decides first",
+                    rule: later
+                )
+            }
+        }
+        if let auth, !isPublic {
+            let sources = auth.issuers.count + (auth.clientCert != nil ? 1 : 0)
+            for (index, rule) in rules.enumerated() where PolicyAnalysis.allowsEveryone(rule, identitySources: sources) {
+                warn(
+                    "\(path).rules[\(index)]: allows every caller with a valid identity for \(label) (no condition on who: groups, emails, email_domains, subjects, claims or client_cert); add 'authenticated: true' to the rule if that is intended",
+                    rule: rule
+                )
+            }
+        }
     }
 }

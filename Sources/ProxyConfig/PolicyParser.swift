@@ -1,4 +1,5 @@
 import Foundation
+import PolicyCore
 import ProxyModel
 import Yams
 
@@ -25,8 +26,18 @@ final class PolicyParser {
     let currentDirectory: String
     let options: ConfigLoadOptions
 
+    // `definitions:` (see PolicyParser+Conditions.swift).
+    var definitionNodes: [String: (key: Node, value: Node)] = [:]
+    var definitionOrder: [String] = []
+    var resolvedDefinitions: [String: [Condition]?] = [:]
+    var resolvingDefinitions: [String] = []
+    var usedDefinitions: Set<String> = []
+    var definitionsUnreadable = false
+    /// Time zones compiled so far, by name.
+    var zoneCache: [String: UTCOffsetTable] = [:]
+
     static let topLevelKeys = ["version", "server", "listeners", "issuers", "routes", "audit", "definitions"]
-    static let notYetSupported: Set<String> = ["audit", "definitions"]
+    static let notYetSupported: Set<String> = ["audit"]
     static let serverKeys = ["instance_id", "shutdown_grace_period", "reload_poll_interval"]
     static let listenerKeys = ["name", "address", "protocol", "tls", "proxy_protocol", "trusted_proxies", "limits"]
     static let tlsKeys = ["certificates", "client_ca", "client_auth", "crl"]
@@ -41,7 +52,7 @@ final class PolicyParser {
     ]
     static let routeKeys = [
         "name", "listener", "match", "upstream", "public", "auth", "identity_headers", "rules", "preserve_host",
-        "prefix_rewrite", "timeouts", "max_request_body", "forward_token",
+        "prefix_rewrite", "timeouts", "max_request_body", "forward_token", "explain_denials",
     ]
     static let matchKeys = ["host", "path"]
     static let upstreamKeys = ["endpoints", "max_connections", "max_pending", "idle_timeout"]
@@ -50,8 +61,11 @@ final class PolicyParser {
     static let ruleKeys = ["allow", "deny"]
     static let conditionKeys = [
         "authenticated", "methods", "paths", "source_cidrs", "groups", "emails", "email_domains", "subjects", "issuers",
+        "claims", "client_cert", "time", "use",
     ]
-    static let identityConditionKeys: Set<String> = ["groups", "emails", "email_domains", "subjects", "issuers"]
+    static let identityConditionKeys: Set<String> = [
+        "groups", "emails", "email_domains", "subjects", "issuers", "claims", "client_cert",
+    ]
     static let templateVariables = ["email", "subject", "issuer", "groups"]
     /// Headers that frame, route or belong to one hop: an identity header may never set them.
     static let forbiddenIdentityHeaders: Set<String> = [
@@ -104,10 +118,13 @@ final class PolicyParser {
             (issuers, issuerInfos) = self.parseIssuers(entry.value)
         }
 
+        if let entry = top["definitions"] { self.collectDefinitions(entry.value) }
+
         var routes: [RouteConfig] = []
         if let entry = top["routes"] {
             routes = self.parseRoutes(entry.value, listeners: listenerInfos, issuers: issuerInfos)
         }
+        self.finishDefinitions(issuers: issuerInfos)
 
         guard let version, !reader.hasErrors else { return nil }
         return PortcullisConfig(

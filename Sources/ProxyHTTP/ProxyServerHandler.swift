@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import PolicyCore
 import ProxyConfig
 import ProxyModel
 import ProxyTransport
@@ -331,7 +332,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 let challenge: [(String, String)] =
                     reason == .unauthenticated && !(prepared.route.config.auth?.issuers.isEmpty ?? true)
                     ? [("www-authenticate", TokenAuthenticator.challenge(nil))] : []
-                self.respond(exchange, reason: reason, extraHeaders: challenge)
+                // Rule internals only where the route asks for them (the slow path: denials only).
+                let explanation = prepared.route.policy.explainDenials && reason != .unauthenticated
+                    ? prepared.route.policy.explain(facts: prepared.facts, principal: principal).lines : nil
+                self.respond(exchange, reason: reason, extraHeaders: challenge, explanation: explanation)
             case .allow:
                 switch self.runtime.stages.authenticateUpstream(
                     prepared.upstreamHead,
@@ -620,9 +624,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         route: String?,
         version: HTTPVersion,
         extraHeaders: [(String, String)],
-        close: Bool
+        close: Bool,
+        explanation: [String]? = nil
     ) -> (HTTPResponseHead, ByteBuffer) {
-        let body = ErrorBody(reason: reason, requestID: requestID, route: route).jsonBytes()
+        let body = ErrorBody(reason: reason, requestID: requestID, route: route, explanation: explanation).jsonBytes()
         var head = HTTPResponseHead(
             version: version.minor == 0 ? .http1_0 : .http1_1,
             status: HTTPResponseStatus(statusCode: reason.status)
@@ -643,7 +648,12 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     /// Answers the exchange with an error in the one JSON shape.
-    private func respond(_ exchange: Exchange, reason: ReasonCode, extraHeaders: [(String, String)] = []) {
+    private func respond(
+        _ exchange: Exchange,
+        reason: ReasonCode,
+        extraHeaders: [(String, String)] = [],
+        explanation: [String]? = nil
+    ) {
         guard let context = self.context else { return }
         self.abortUpstream(exchange)
         exchange.phase = .responding
@@ -662,7 +672,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             route: exchange.routeName,
             version: exchange.clientVersion,
             extraHeaders: extraHeaders,
-            close: !self.keepAlive
+            close: !self.keepAlive,
+            explanation: explanation
         )
         exchange.responseHeadSent = true
         context.write(Self.wrapOutboundOut(.head(head)), promise: nil)

@@ -282,7 +282,8 @@ enum RequestPreparation {
             method: head.method.rawValue,
             host: host,
             path: target.path,
-            clientAddress: clientAddress
+            clientAddress: clientAddress,
+            time: WallClock.nowSeconds()
         )
         return .forward(
             PreparedRequest(

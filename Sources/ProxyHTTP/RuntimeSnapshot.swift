@@ -98,7 +98,7 @@ final class CompiledRoute: Sendable {
         case .exact: prefix = nil
         }
         self.pathPrefix = prefix
-        self.policy = RoutePolicy(isPublic: route.isPublic, rules: route.rules, pathPrefix: prefix ?? "")
+        self.policy = route.policy
         self.upstreamKey = UpstreamKey(route.upstream)
         self.strippedHeaderNames = strippedHeaderNames
     }

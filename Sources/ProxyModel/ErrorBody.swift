@@ -6,11 +6,14 @@ public struct ErrorBody: Sendable, Equatable {
     public var reason: ReasonCode
     public var requestID: String
     public var route: String?
+    /// Only on routes with `explain_denials: true`: the rules tried and what failed in each.
+    public var explanation: [String]?
 
-    public init(reason: ReasonCode, requestID: String, route: String? = nil) {
+    public init(reason: ReasonCode, requestID: String, route: String? = nil, explanation: [String]? = nil) {
         self.reason = reason
         self.requestID = requestID
         self.route = route
+        self.explanation = explanation
     }
 
     public var status: Int { self.reason.status }
@@ -52,6 +55,14 @@ public struct ErrorBody: Sendable, Equatable {
         if let route = self.route {
             out.append(contentsOf: #","route":"#.utf8)
             JSONEscaping.appendString(route, to: &out)
+        }
+        if let explanation = self.explanation {
+            out.append(contentsOf: #","explanation":["#.utf8)
+            for (index, line) in explanation.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONEscaping.appendString(line, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
         }
         out.append(contentsOf: "}\n".utf8)
         return out

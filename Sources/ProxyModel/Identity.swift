@@ -32,13 +32,23 @@ public struct Principal: Sendable, Equatable {
 }
 
 public struct ClientCertificateIdentity: Sendable, Equatable {
+    /// The subject as an RFC 4514 string, most specific RDN first (`CN=worker,O=Example`).
     public var subject: String
+    /// The subject's (most specific) common name, if it has one.
+    public var commonName: String?
     public var uriSANs: [String]
     public var dnsSANs: [String]
     public var emailSANs: [String]
 
-    public init(subject: String, uriSANs: [String] = [], dnsSANs: [String] = [], emailSANs: [String] = []) {
+    public init(
+        subject: String,
+        commonName: String? = nil,
+        uriSANs: [String] = [],
+        dnsSANs: [String] = [],
+        emailSANs: [String] = []
+    ) {
         self.subject = subject
+        self.commonName = commonName
         self.uriSANs = uriSANs
         self.dnsSANs = dnsSANs
         self.emailSANs = emailSANs
@@ -56,13 +66,16 @@ public struct RequestFacts: Sendable, Equatable {
     public var path: String
     /// The real client address (after PROXY protocol and trusted-proxy handling).
     public var clientAddress: IPAddress?
+    /// When the request arrived: Unix seconds (wall clock), for `time` conditions.
+    public var time: Int64
 
-    public init(listener: String, method: String, host: String, path: String, clientAddress: IPAddress?) {
+    public init(listener: String, method: String, host: String, path: String, clientAddress: IPAddress?, time: Int64) {
         self.listener = listener
         self.method = method
         self.host = host
         self.path = path
         self.clientAddress = clientAddress
+        self.time = time
     }
 }
 

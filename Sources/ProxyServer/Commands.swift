@@ -20,7 +20,8 @@ public enum PortcullisCommands {
     }
 
     /// `portcullis check`: every problem as `file:line:column: severity: message`; exit 1 if any error.
-    public static func check(configPath: String, checkFiles: Bool) -> Int32 {
+    /// With `strict`, warnings count as findings too.
+    public static func check(configPath: String, checkFiles: Bool, strict: Bool = false) -> Int32 {
         guard FileManager.default.isReadableFile(atPath: configPath) else {
             FileHandle.standardError.write(Data("portcullis: cannot read policy file \(configPath)\n".utf8))
             return Exit.environment
@@ -36,6 +37,10 @@ public enum PortcullisCommands {
             let unsupported = unsupportedFeatures(loaded.config)
             for problem in unsupported { print("\(configPath): error: \(problem)") }
             if !unsupported.isEmpty { return Exit.finding }
+            if strict && !loaded.warnings.isEmpty {
+                print("\(configPath): \(loaded.warnings.count) warning\(loaded.warnings.count == 1 ? "" : "s") (--strict)")
+                return Exit.finding
+            }
             print(
                 "\(configPath): ok: \(loaded.config.listeners.count) listener(s), \(loaded.config.routes.count) route(s), "
                     + "sha256 \(loaded.digest)"

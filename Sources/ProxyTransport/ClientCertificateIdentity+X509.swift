@@ -22,12 +22,25 @@ extension ClientCertificateIdentity {
             default: continue
             }
         }
+        // The most specific CN (the last one in DER order), when it is a printable string without controls.
+        var commonName: String?
+        for relativeName in certificate.subject {
+            for attribute in relativeName where attribute.type == .RDNAttributeType.commonName {
+                if let text = String(attribute.value), !Self.hasControlCharacters(text) { commonName = text }
+            }
+        }
         self.init(
             subject: Self.escapingControlCharacters(String(describing: certificate.subject)),
+            commonName: commonName,
             uriSANs: uris,
             dnsSANs: dnsNames,
             emailSANs: emails
         )
+    }
+
+    /// The identity of a PEM certificate (for the policy tools; the chain is not verified here).
+    public init(pemEncoded pem: String) throws {
+        try self.init(certificate: Certificate(pemEncoded: pem))
     }
 
     /// The identity of a verified peer certificate as NIOSSL hands it out (`NIOSSLHandler.peerCertificate`).

@@ -11,7 +11,7 @@ struct Portcullis: AsyncParsableCommand {
         abstract: "An identity-aware reverse proxy for data platforms.",
         discussion: "Exit codes: 0 success or allow, 1 a finding (invalid policy, deny), 2 usage or environment error.",
         version: "portcullis \(PortcullisCommands.version)",
-        subcommands: [Serve.self, Check.self, Token.self, Demo.self, Certs.self]
+        subcommands: [Serve.self, Check.self, Explain.self, Test.self, Token.self, Demo.self, Certs.self]
     )
 }
 
@@ -62,11 +62,74 @@ struct Check: ParsableCommand {
     @Flag(name: .long, help: "Do not check that referenced files (certificates, keys) exist.")
     var noFiles = false
 
+    @Flag(name: .long, help: "Treat warnings (shadowed rules, allow-everyone rules, ...) as errors: exit 1.")
+    var strict = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         _ = try self.logging.bootstrap()
-        let code = PortcullisCommands.check(configPath: self.config, checkFiles: !self.noFiles)
+        let code = PortcullisCommands.check(configPath: self.config, checkFiles: !self.noFiles, strict: self.strict)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Explain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show how the policy decides one request: the route, every rule tried and the condition that failed.",
+        discussion: "Exit 0 allow, 1 deny, 2 error."
+    )
+
+    @Option(name: .long, help: "The policy file (YAML).") var config: String
+    @Option(name: .long, help: "HTTP method.") var method: String = "GET"
+    @Option(name: .long, help: "Absolute URL, e.g. https://airflow.example.com/admin/.") var url: String
+    @Option(name: .long, help: "Listener name (default: the first http/https listener with a matching route).")
+    var listener: String?
+    @Option(name: .long, help: "A bearer token (JWT); verified against its issuer's keys, as the proxy does.")
+    var token: String?
+    @Option(name: .long, help: "Claims as a JSON object instead of a token (no signature).") var claims: String?
+    @Option(name: .long, help: "With --claims: the issuer's name in the policy (default: by iss, or the route's only issuer).")
+    var issuer: String?
+    @Option(name: .long, help: "The client's IP address (for source_cidrs).") var clientIp: String?
+    @Option(name: .long, help: "A PEM client certificate (its identity is used; the chain is not verified).")
+    var clientCert: String?
+    @Option(name: .long, help: "When the request happens, RFC 3339 (for time conditions; default now).") var time: String?
+
+    func run() async throws {
+        let code = await PolicyCommands.explain(
+            .init(
+                configPath: self.config,
+                method: self.method,
+                url: self.url,
+                listener: self.listener,
+                token: self.token,
+                claims: self.claims,
+                issuer: self.issuer,
+                clientIP: self.clientIp,
+                clientCertFile: self.clientCert,
+                time: self.time
+            )
+        )
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Test: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run policy unit tests (request + identity -> expected decision) against a policy file.",
+        discussion: "Exit 0 when every test passes, 1 when one fails, 2 when a file cannot be read."
+    )
+
+    @Option(name: .long, help: "The policy file (YAML).") var config: String
+    @Flag(name: .long, help: "Print passing tests too.") var verbose = false
+    @Argument(help: "Test files (YAML).") var tests: [String]
+
+    func validate() throws {
+        if self.tests.isEmpty { throw ValidationError("give at least one test file") }
+    }
+
+    func run() throws {
+        let code = PolicyCommands.test(configPath: self.config, testFiles: self.tests, verbose: self.verbose)
         if code != 0 { throw ExitCode(code) }
     }
 }

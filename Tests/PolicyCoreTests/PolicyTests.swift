@@ -7,14 +7,16 @@ struct PolicyTests {
     static func facts(
         method: String = "GET",
         path: String = "/",
-        client: String? = "10.1.2.3"
+        client: String? = "10.1.2.3",
+        time: Int64 = 1_795_000_000
     ) -> RequestFacts {
         RequestFacts(
             listener: "web",
             method: method,
             host: "airflow.example.com",
             path: path,
-            clientAddress: client.flatMap { IPAddress.parse($0) }
+            clientAddress: client.flatMap { IPAddress.parse($0) },
+            time: time
         )
     }
 

@@ -7,8 +7,7 @@ import Testing
 
 @Suite("loading from disk, the full example")
 struct LoadTests {
-    /// The sketch from DESIGN.md "The policy file", adapted to this version: no `audit:` yet, and
-    /// batch-api's client-certificate rule (a condition that does not exist yet) replaced by `methods`.
+    /// The sketch from DESIGN.md "The policy file", adapted to this version: no `audit:` yet.
     static let example = """
         version: 1
         listeners:
@@ -54,7 +53,7 @@ struct LoadTests {
             upstream: https://jobs.internal:8443
             auth: { client_cert: required }                  # identity from the mTLS certificate
             rules:
-              - allow: { methods: [POST] }
+              - allow: { client_cert: { uri_sans: ["spiffe://example.com/airflow/worker"] } }
 
           - name: health
             listener: web

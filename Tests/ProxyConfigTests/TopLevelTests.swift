@@ -39,12 +39,12 @@ struct TopLevelTests {
         )
     }
 
-    @Test func definitionsIsNotSupportedYet() {
+    @Test func definitionsMustBeAMapping() {
         expectDiagnostic(
-            "version: 1\n\(self.listener)\ndefinitions: {}\n",
+            "version: 1\n\(self.listener)\ndefinitions: [admins]\n",
             line: 4,
-            column: 1,
-            "'definitions' is not supported by this version yet"
+            column: 14,
+            "definitions: expected a mapping of names to condition sets, got a list"
         )
     }
 
