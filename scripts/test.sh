@@ -32,9 +32,12 @@ swift build
 bin="$(swift build --show-bin-path)/portcullis"
 export PORTCULLIS_BIN="$bin"
 
-echo "== policy examples"
+echo "== policy examples: check --strict and their policy tests"
 for policy in policies/*.yaml; do
-    "$bin" check --config "$policy" --no-files
+    tests="policies/tests/$(basename "$policy" .yaml).test.yaml"
+    [ -f "$tests" ] || { echo "error: $policy has no test file $tests" >&2; exit 1; }
+    "$bin" check --config "$policy" --no-files --strict
+    "$bin" test --config "$policy" "$tests"
 done
 
 echo "== unit tests"

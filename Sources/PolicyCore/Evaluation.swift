@@ -92,7 +92,15 @@ func _explain(_ policy: RoutePolicy, facts: RequestFacts, principal: Principal?)
         let failed = rule.conditions.first {
             !$0.holds(facts: facts, principal: principal, routePathPrefix: policy.pathPrefix)
         }
-        traces.append(.init(index: index, effect: rule.effect, location: rule.location, failed: failed))
+        traces.append(
+            .init(
+                index: index,
+                effect: rule.effect,
+                location: rule.location,
+                failed: failed,
+                detail: failed.flatMap { _useDetail($0, facts: facts, principal: principal, prefix: policy.pathPrefix) }
+            )
+        )
         guard failed == nil else { continue }
         switch rule.effect {
         case .allow: return PolicyExplanation(decision: .allow(rule: index), rules: traces)
@@ -100,6 +108,19 @@ func _explain(_ policy: RoutePolicy, facts: RequestFacts, principal: Principal?)
         }
     }
     return PolicyExplanation(decision: .deny(reason: .noRuleMatched, rule: nil), rules: traces)
+}
+
+/// Why a failed `use:` failed: the first failing condition of each named set.
+func _useDetail(_ condition: Condition, facts: RequestFacts, principal: Principal?, prefix: String) -> String? {
+    guard case .anyOf(let definitions) = condition else { return nil }
+    return definitions.map { definition in
+        let failed = definition.conditions.first {
+            !$0.holds(facts: facts, principal: principal, routePathPrefix: prefix)
+        }
+        guard let failed else { return definition.name + ": holds" }
+        let inner = _useDetail(failed, facts: facts, principal: principal, prefix: prefix)
+        return definition.name + ": failed " + failed.summary + (inner.map { " (" + $0 + ")" } ?? "")
+    }.joined(separator: "; ")
 }
 
 func _conditionSummary(_ condition: Condition) -> String {

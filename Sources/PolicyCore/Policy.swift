@@ -19,6 +19,8 @@ public enum Condition: Sendable, Hashable {
     /// Lower-case domains, compared with the part after the last `@` of the email.
     case emailDomains(Set<String>)
     case subjects(Set<String>)
+    /// Issuer URLs (`iss`): the policy file names issuers; the loader compiles the names to their URLs,
+    /// which is what a verified identity carries.
     case issuers(Set<String>)
     /// One entry of `claims:` (each claim path is its own condition).
     case claim(ClaimMatcher)
@@ -96,6 +98,8 @@ public struct PolicyExplanation: Sendable, Equatable {
         public var location: SourceLocation?
         /// nil when every condition held (this rule decided); otherwise the first that failed.
         public var failed: Condition?
+        /// For a failed `use:`, why each named set failed (`admin-mfa: claims.amr: any of ["mfa"]`).
+        public var detail: String?
     }
 
     public var decision: Decision
@@ -108,7 +112,8 @@ public struct PolicyExplanation: Sendable, Equatable {
     public var lines: [String] {
         self.rules.map { trace in
             let line = trace.location.map { ", line \($0.line)" } ?? ""
-            let outcome = trace.failed.map { "failed " + $0.summary } ?? "matched"
+            var outcome = trace.failed.map { "failed " + $0.summary } ?? "matched"
+            if let detail = trace.detail { outcome += " (" + detail + ")" }
             return "rules[\(trace.index)] (\(trace.effect.rawValue)\(line)): \(outcome)"
         }
     }

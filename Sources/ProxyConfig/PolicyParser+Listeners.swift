@@ -429,7 +429,7 @@ extension PolicyParser {
                 }
             }
 
-            if let name { infos[name] = IssuerInfo(name: name, audiences: audiences) }
+            if let name { infos[name] = IssuerInfo(name: name, audiences: audiences, url: issuerURL) }
             if let name, let issuerURL, reader.diagnostics.count == errorsBefore {
                 configs.append(
                     IssuerConfig(

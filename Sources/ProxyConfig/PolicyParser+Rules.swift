@@ -200,7 +200,9 @@ extension PolicyParser {
                         )
                     }
                 }
-                conditions.append(.issuers(Set(values.map(\.0))))
+                // Compiled to the issuers' URLs: an identity carries the `iss` it was verified for, not a name.
+                let urls = values.compactMap { context.issuers?[$0.0]?.url }
+                if urls.count == values.count { conditions.append(.issuers(Set(urls))) } else { itemFailed = true }
             default:
                 break
             }

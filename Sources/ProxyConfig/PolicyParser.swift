@@ -18,6 +18,8 @@ struct ListenerInfo {
 struct IssuerInfo {
     var name: String
     var audiences: [String]?
+    /// The issuer URL (`iss`), nil when invalid.
+    var url: String?
 }
 
 final class PolicyParser {

@@ -234,6 +234,28 @@ struct PolicyLanguageTests {
         )
     }
 
+    // MARK: issuers
+
+    /// Regression: issuer names were compared with the identity's `iss` URL, so `issuers:` never held and
+    /// a deny rule on an issuer failed open.
+    @Test func issuerNamesCompileToTheirURLsSoDenyRulesHold() throws {
+        let yaml = head
+            + "  - { name: r, listener: web, match: {}, upstream: http://a, auth: { issuers: [corp, other], audiences: [airflow, other] }, rules: [ { deny: { issuers: [other], methods: [DELETE] } }, { allow: { issuers: [corp], authenticated: true } }, { allow: { groups: [staff] } } ] }\n"
+        let loaded = try #require(expectValid(yaml))
+        #expect(loaded.config.routes[0].rules[0].conditions.first == .issuers(["https://other.example.com"]))
+        let simulator = PolicySimulator(config: loaded.config)
+        func identity(_ iss: String) -> SimulatedIdentity {
+            SimulatedIdentity(bearer: { _ in .success(Principal(issuer: iss, subject: "s", groups: ["staff"])) })
+        }
+        let corp = simulator.simulate(.init(method: "GET", url: "http://a.example.com/", time: 0), identity: identity("https://corp.example.com"))
+        #expect(corp.allowed)
+        #expect(corp.decidingRule == 1)
+        // The attack: a staff member of the other issuer deleting. The deny rule must decide.
+        let delete = simulator.simulate(.init(method: "DELETE", url: "http://a.example.com/", time: 0), identity: identity("https://other.example.com"))
+        #expect(delete.reason == .deniedByRule)
+        #expect(delete.decidingRule == 0)
+    }
+
     // MARK: explain_denials
 
     @Test func explainDenialsIsOffByDefault() {

@@ -236,7 +236,7 @@ struct RuleTests {
                     effect: .allow,
                     conditions: [
                         .emails(["alice@example.com"]), .emailDomains(["example.com"]), .subjects(["svc-1"]),
-                        .issuers(["corp"]),
+                        .issuers(["https://corp.example.com"]),
                         .authenticated(true),
                     ],
                     location: at(19)
