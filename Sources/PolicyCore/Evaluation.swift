@@ -43,6 +43,11 @@ func _conditionHolds(
         return blocks.contains { $0.contains(address) }
     case .groups(let groups):
         guard let principal else { return false }
+        // Walk the smaller side: a rule names a group or two, a token may carry dozens (string equality
+        // on the token's array is cheaper than hashing each of its groups).
+        if groups.count <= principal.groups.count {
+            return groups.contains { principal.groups.contains($0) }
+        }
         return principal.groups.contains { groups.contains($0) }
     case .emails(let emails):
         guard let email = principal?.email else { return false }

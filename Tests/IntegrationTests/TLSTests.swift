@@ -89,6 +89,14 @@ final class TLSEnvironment: @unchecked Sendable {
                 upstream: "\(up)"
                 auth: { client_cert: required }
                 rules: [ { allow: { authenticated: true } } ]
+              - name: spiffe
+                listener: secure
+                match: { path: /spiffe/* }
+                upstream: "\(up)"
+                auth: { client_cert: required }
+                rules:
+                  - allow: { client_cert: { spiffe_ids: ["spiffe://example.com/airflow/*"], subject_cn: [portcullis dev client] }, paths: [/airflow/*] }
+                  - allow: { client_cert: { spiffe_ids: ["spiffe://example.com/batch/*"] } }
               - name: tls-upstream
                 listener: secure
                 match: { path: /tls-upstream/* }
@@ -176,7 +184,13 @@ struct TLSTests {
         let without = try curl(env.resolve + ca + ["\(env.base)/workers/run"])
         #expect(without.status == 401)
         #expect(reason(of: without) == "client_certificate_required")
-        // client_auth is optional on the listener: a public route needs no certificate.
+        // Rules on the certificate: its SPIFFE ID (spiffe://example.com/airflow/worker) and subject CN decide.
+        let spiffe = env.resolve + ca + ["--cert", env.a + "/client.pem", "--key", env.a + "/client-key.pem"]
+        #expect(try curl(spiffe + ["\(env.base)/spiffe/airflow/dags"]).status == 200)
+        let otherPath = try curl(spiffe + ["\(env.base)/spiffe/batch/jobs"])
+        #expect(otherPath.status == 403)
+        #expect(reason(of: otherPath) == "no_rule_matched")
+                // client_auth is optional on the listener: a public route needs no certificate.
         #expect(try curl(env.resolve + ca + ["\(env.base)/public"]).status == 200)
         // A revoked certificate fails the handshake: nothing reaches the upstream.
         env.upstream.reset()
