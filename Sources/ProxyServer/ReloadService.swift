@@ -58,6 +58,7 @@ public final class ReloadService: Service, Sendable {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         // From here on every SIGHUP is delivered. One sent before (ignored, see init) would be lost: catch up
         // with the file. Unchanged (the usual case) does nothing and logs nothing.
+        await self.reload(trigger: "start-up check")
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in signals.cancelOnGracefulShutdown() {
