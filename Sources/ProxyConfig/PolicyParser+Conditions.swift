@@ -59,7 +59,7 @@ extension PolicyParser {
             }
             var values: Set<ClaimScalar> = []
             for (offset, item) in items.enumerated() {
-                let itemPath = items.count == 1 && !(value.sequence != nil) ? claimPath : "\(claimPath)[\(offset)]"
+                let itemPath = value.sequence == nil ? claimPath : "\(claimPath)[\(offset)]"
                 if let scalar = self.claimScalar(item, path: itemPath) {
                     values.insert(scalar)
                 } else {
