@@ -314,6 +314,19 @@ public enum ClientCertRequirement: String, Sendable, Hashable {
     case optional
 }
 
+/// What the identity stage does with a request on an `auth` route, before any token is parsed. One
+/// place for the proxy (`RequestStages`) and the policy tools (`PolicySimulator`).
+public enum IdentityStep: Sendable, Equatable {
+    /// Answer 401 with this reason (a required client certificate is missing).
+    case refuse(ReasonCode)
+    /// The identity is the client certificate (none without one: policy answers 401).
+    case certificate
+    /// No identity (policy answers 401).
+    case anonymous
+    /// Verify the bearer token; its identity carries the certificate, if any.
+    case verifyToken
+}
+
 /// `auth:` on a route.
 public struct RouteAuthConfig: Sendable, Equatable {
     public var issuers: [String]
@@ -324,6 +337,16 @@ public struct RouteAuthConfig: Sendable, Equatable {
     public var tokenHeader: String?
     /// Also read the bearer token from this cookie. Never from the query string.
     public var tokenCookie: String?
+
+    /// The identity stage's decision for a request with or without a client certificate and a token.
+    public func identityStep(hasCertificate: Bool, hasToken: Bool) -> IdentityStep {
+        if self.clientCert == .required && !hasCertificate { return .refuse(.clientCertificateRequired) }
+        // client_cert only: the certificate is the identity.
+        if self.issuers.isEmpty { return .certificate }
+        if hasToken { return .verifyToken }
+        // No token: a route that also takes client certificates accepts the certificate alone.
+        return self.clientCert != nil ? .certificate : .anonymous
+    }
 
     public init(
         issuers: [String] = [],

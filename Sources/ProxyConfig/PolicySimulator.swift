@@ -22,6 +22,11 @@ public struct SimulatedRequest: Sendable, Equatable {
     }
 }
 
+extension SimulatedRequest {
+    /// An HTTP method token (RFC 9110 5.6.2), as the policy file accepts in `methods`.
+    public static func isValidMethod(_ text: String) -> Bool { ValueSyntax.isToken(text) }
+}
+
 /// Who the simulated caller is.
 public struct SimulatedIdentity: Sendable {
     /// A verified client certificate (mTLS listeners), or nil.
@@ -159,22 +164,20 @@ public struct PolicySimulator: Sendable {
         var principal: Principal?
         if let auth = route.auth {
             let certificate = identity.clientCertificate
-            if auth.clientCert == .required && certificate == nil {
-                return refuse(.clientCertificateRequired, "the route requires a client certificate")
-            }
-            let certificatePrincipal = certificate.map { Principal(clientCertificate: $0) }
-            if auth.issuers.isEmpty {
-                principal = certificatePrincipal
-            } else if let bearer = identity.bearer {
-                switch bearer(route) {
-                case .success(var verified):
+            switch auth.identityStep(hasCertificate: certificate != nil, hasToken: identity.bearer != nil) {
+            case .refuse(let reason): return refuse(reason, "the route requires a client certificate")
+            case .certificate: principal = certificate.map { Principal(clientCertificate: $0) }
+            case .anonymous: principal = nil
+            case .verifyToken:
+                switch identity.bearer?(route) {
+                case .success(var verified)?:
                     verified.clientCertificate = certificate
                     principal = verified
-                case .failure(let rejection):
+                case .failure(let rejection)?:
                     return refuse(rejection.reason, "the token is refused: \(rejection.message)")
+                case nil:
+                    principal = nil
                 }
-            } else {
-                principal = auth.clientCert != nil ? certificatePrincipal : nil
             }
         }
         result.principal = principal

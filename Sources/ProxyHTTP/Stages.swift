@@ -38,41 +38,38 @@ struct RequestStages: Sendable {
         guard let auth = input.route.config.auth else { return .ready(.identity(nil)) }
         // The verified client certificate (the TLS layer refused invalid or revoked ones already).
         let certificate = input.connection.tls?.clientCertificate
-        if auth.clientCert == .required && certificate == nil {
-            return .ready(.refused(.clientCertificateRequired, headers: []))
-        }
-        let certificateIdentity = certificate.map { Principal(clientCertificate: $0) }
-        guard !auth.issuers.isEmpty else {
-            // client_cert only: the certificate is the identity (nil without one: policy answers 401).
-            return .ready(.identity(certificateIdentity))
-        }
-        switch BearerTokenSource.extract(from: input.head.headers, auth: auth) {
-        case .none:
-            // No token: a route that also takes client certificates accepts the certificate alone;
-            // otherwise policy answers 401 (unauthenticated) with a Bearer challenge.
-            return .ready(.identity(auth.clientCert != nil ? certificateIdentity : nil))
-        case .malformed:
-            let rejection = TokenRejection(reason: .tokenMalformed, description: "malformed authorization header")
-            return .ready(TokenAuthenticator.refused(rejection))
-        case .token(let token):
-            let result = TokenAuthenticator(counters: self.counters).authenticate(
-                token: token,
-                route: input.route,
-                registry: input.snapshot.identity,
-                loop: input.loop,
-                eventLoop: eventLoop
-            )
-            guard let certificate else { return result }
-            // Both presented: the token's identity, with the certificate attached for policy.
-            let attach: @Sendable (AuthenticationOutcome) -> AuthenticationOutcome = { outcome in
-                guard case .identity(var principal?) = outcome else { return outcome }
-                principal.clientCertificate = certificate
-                return .identity(principal)
+        let extraction = auth.issuers.isEmpty ? .none : BearerTokenSource.extract(from: input.head.headers, auth: auth)
+        let token: String
+        switch auth.identityStep(hasCertificate: certificate != nil, hasToken: extraction != .none) {
+        case .refuse(let reason): return .ready(.refused(reason, headers: []))
+        case .certificate: return .ready(.identity(certificate.map { Principal(clientCertificate: $0) }))
+        case .anonymous: return .ready(.identity(nil))
+        case .verifyToken:
+            switch extraction {
+            case .none: return .ready(.identity(nil))  // not reached: verifyToken means a token was presented
+            case .malformed:
+                let rejection = TokenRejection(reason: .tokenMalformed, description: "malformed authorization header")
+                return .ready(TokenAuthenticator.refused(rejection))
+            case .token(let value): token = value
             }
-            switch result {
-            case .ready(let outcome): return .ready(attach(outcome))
-            case .later(let future): return .later(future.map(attach))
-            }
+        }
+        let result = TokenAuthenticator(counters: self.counters).authenticate(
+            token: token,
+            route: input.route,
+            registry: input.snapshot.identity,
+            loop: input.loop,
+            eventLoop: eventLoop
+        )
+        guard let certificate else { return result }
+        // Both presented: the token's identity, with the certificate attached for policy.
+        let attach: @Sendable (AuthenticationOutcome) -> AuthenticationOutcome = { outcome in
+            guard case .identity(var principal?) = outcome else { return outcome }
+            principal.clientCertificate = certificate
+            return .identity(principal)
+        }
+        switch result {
+        case .ready(let outcome): return .ready(attach(outcome))
+        case .later(let future): return .later(future.map(attach))
         }
     }
 

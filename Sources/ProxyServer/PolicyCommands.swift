@@ -76,7 +76,7 @@ public enum PolicyCommands {
             return self.fail("cannot explain: the policy file \(input.configPath) has errors")
         }
         let config = loaded.config
-        guard ValueSyntaxCheck.isMethod(input.method) else { return self.fail("'\(input.method)' is not an HTTP method") }
+        guard SimulatedRequest.isValidMethod(input.method) else { return self.fail("'\(input.method)' is not an HTTP method") }
         if input.token != nil && input.claims != nil { return self.fail("give --token or --claims, not both") }
         if input.issuer != nil && input.claims == nil { return self.fail("--issuer goes with --claims") }
 
@@ -355,15 +355,6 @@ enum ClaimsIdentity {
             var all = claims
             all["iss"] = .string(issuer.issuer)
             return .success(TokenVerifier.principal(claims: all, policy: IssuerStoreSupport.policy(for: issuer)))
-        }
-    }
-}
-
-enum ValueSyntaxCheck {
-    static func isMethod(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy { byte in
-            (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39)
-                || "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
     }
 }

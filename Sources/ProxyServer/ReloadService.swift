@@ -11,8 +11,8 @@ import UnixSignals
 /// finish under the snapshot they started with. A file that fails validation, or that changes listener
 /// addresses or protocols, is refused with its reasons logged, and the old policy keeps serving.
 ///
-/// Reloads run one at a time, in the order they were asked for (SIGHUP and the poller are two triggers):
-/// each one starts from the snapshot the previous one left, so a slow reload of an older file can never
+/// SIGHUP and the poller only queue triggers; one loop reloads, in the order they were asked for, so each
+/// reload starts from the snapshot the previous one left and a slow reload of an older file can never
 /// finish after, and overwrite, a newer one.
 public final class ReloadService: Service, Sendable {
     public enum Outcome: Sendable, Equatable {
@@ -30,9 +30,6 @@ public final class ReloadService: Service, Sendable {
     private let onApplied: (@Sendable (RuntimeSnapshot) -> Void)?
     /// The listeners whose certificates are reloaded with the policy (nil in tests of the policy alone).
     private let proxy: ProxyService?
-    /// One reload at a time.
-    private let turns = ReloadTurns()
-
     /// Also sets SIGHUP to be ignored until `run()` traps it: the listeners accept before `run()` starts, and
     /// SIGHUP's default action would end the process. A SIGHUP in that window is made up for by the
     /// start-up check in `run()`. Create the service before the services that bind listeners run.
@@ -56,16 +53,23 @@ public final class ReloadService: Service, Sendable {
 
     public func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
+        let (triggers, queue) = AsyncStream.makeStream(of: String.self)
         // From here on every SIGHUP is delivered. One sent before (ignored, see init) would be lost: catch up
         // with the file. Unchanged (the usual case) does nothing and logs nothing.
-        await self.reload(trigger: "start-up check")
+        queue.yield("start-up check")
         await withTaskGroup(of: Void.self) { group in
+            // The only place reloads happen: one at a time, in order.
             group.addTask {
-                for await _ in signals.cancelOnGracefulShutdown() {
-                    _ = await self.reload(trigger: "SIGHUP")
+                for await trigger in triggers {
+                    _ = await self.reload(trigger: trigger)
                     // SIGHUP also re-reads certificate files that changed in place.
-                    await self.proxy?.reloadTLSIfFilesChanged()
+                    if trigger == "SIGHUP" { await self.proxy?.reloadTLSIfFilesChanged() }
                 }
+            }
+            group.addTask {
+                for await _ in signals.cancelOnGracefulShutdown() { queue.yield("SIGHUP") }
+                // Graceful shutdown: no more triggers; the loop above ends after the one under way.
+                queue.finish()
             }
             if self.pollInterval > .zero {
                 group.addTask {
@@ -77,9 +81,7 @@ public final class ReloadService: Service, Sendable {
                                 defer { last = stamp }
                                 return last != stamp
                             }
-                            if changed, stamp != nil {
-                                _ = await self.reload(trigger: "file change")
-                            }
+                            if changed, stamp != nil { queue.yield("file change") }
                             await self.proxy?.reloadTLSIfFilesChanged()
                         }
                     }
@@ -89,16 +91,9 @@ public final class ReloadService: Service, Sendable {
         }
     }
 
-    /// Loads, validates and swaps in the policy file now, after any reload already under way.
+    /// One reload; only the loop in `run()` calls it, so `old` is the snapshot the previous reload left.
     @discardableResult
-    public func reload(trigger: String) async -> Outcome {
-        await self.turns.acquire()
-        defer { self.turns.release() }
-        return await self.reloadNow(trigger: trigger)
-    }
-
-    /// One reload; only ever called holding the turn, so `old` is the snapshot the previous reload left.
-    private func reloadNow(trigger: String) async -> Outcome {
+    private func reload(trigger: String) async -> Outcome {
         let old = self.runtime.snapshots.current
         switch ConfigLoader.load(path: self.path) {
         case .failure(let error):
@@ -183,45 +178,6 @@ public final class ReloadService: Service, Sendable {
             problems.append("listener '\(name)' was removed")
         }
         return problems.sorted()
-    }
-}
-
-/// A first-come, first-served turn for reloads (a lock that suspends instead of blocking a thread).
-/// Without it, SIGHUP and the poller could reload concurrently: both start from the same old snapshot,
-/// and the one that read the file first may swap its (older) file in last.
-final class ReloadTurns: Sendable {
-    private struct State {
-        var busy = false
-        var waiting: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = NIOLockedValueBox(State())
-
-    /// Returns when the caller holds the turn; callers get it in the order they asked.
-    func acquire() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let granted = self.state.withLockedValue { state -> Bool in
-                if state.busy {
-                    state.waiting.append(continuation)
-                    return false
-                }
-                state.busy = true
-                return true
-            }
-            if granted { continuation.resume() }
-        }
-    }
-
-    /// Hands the turn to the next waiter (resumed outside the lock), or frees it.
-    func release() {
-        let next = self.state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            guard !state.waiting.isEmpty else {
-                state.busy = false
-                return nil
-            }
-            return state.waiting.removeFirst()
-        }
-        next?.resume()
     }
 }
 

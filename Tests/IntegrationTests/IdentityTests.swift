@@ -19,11 +19,7 @@ final class IdentityEnvironment: @unchecked Sendable {
     {
         self.idp = try await TestUpstream(name: "idp")
         let issuer = "http://127.0.0.1:\(self.idp.port)"
-        self.idp.setResponse(
-            path: "/.well-known/openid-configuration",
-            body: #"{"issuer":"\#(issuer)","jwks_uri":"\#(issuer)/jwks"}"#
-        )
-        self.idp.setResponse(path: "/jwks", body: TestSigner.jwks(signers))
+        self.idp.serveIssuer(signers: signers)
         self.port = try freePort()
         self.adminPort = try freePort()
         let policy = """

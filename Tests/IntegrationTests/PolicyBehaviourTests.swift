@@ -24,12 +24,7 @@ private final class PolicyEnvironment: @unchecked Sendable {
         self.pollInterval = pollInterval
         self.signer = TestSigner.es256(kid: "k1")
         self.idp = try await TestUpstream(name: "reports-upstream")
-        let issuer = "http://127.0.0.1:\(self.idp.port)"
-        self.idp.setResponse(
-            path: "/.well-known/openid-configuration",
-            body: #"{"issuer":"\#(issuer)","jwks_uri":"\#(issuer)/jwks"}"#
-        )
-        self.idp.setResponse(path: "/jwks", body: TestSigner.jwks([self.signer]))
+        self.idp.serveIssuer(signers: [self.signer])
         self.port = try freePort()
         self.adminPort = try freePort()
         do {

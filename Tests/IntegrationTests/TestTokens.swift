@@ -98,3 +98,12 @@ func b64url<D: DataProtocol>(_ data: D) -> String {
     Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         .replacingOccurrences(of: "=", with: "")
 }
+
+extension TestUpstream {
+    /// Serves OIDC discovery and the JWKS of `signers`, as an identity provider at this upstream's address.
+    func serveIssuer(signers: [TestSigner]) {
+        let issuer = "http://127.0.0.1:\(self.port)"
+        self.setResponse(path: "/.well-known/openid-configuration", body: #"{"issuer":"\#(issuer)","jwks_uri":"\#(issuer)/jwks"}"#)
+        self.setResponse(path: "/jwks", body: TestSigner.jwks(signers))
+    }
+}
