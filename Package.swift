@@ -11,11 +11,11 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "portcullis",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "portcullis", targets: ["portcullis"]),
         // The pure cores, for the micro-benchmarks in Benchmarks/ (a separate package, outside CI).
-        .library(name: "PortcullisCores", targets: ["ProxyModel", "PolicyCore", "IdentityCore", "ProxyConfig"]),
+        .library(name: "PortcullisCores", targets: ["ProxyModel", "PolicyCore", "IdentityCore", "ProxyConfig", "AuditCore"]),
     ],
     dependencies: [
         // Pinned exactly to the set in DESIGN.md that resolves and builds together here.
@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", exact: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", exact: "1.7.4"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+        // gzip for the audit shipper's request bodies.
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", exact: "1.5.0"),
     ],
     targets: [
         // ---- pure layers: no NIO, no sockets (scripts/check-layering.sh enforces it) ----
@@ -41,6 +43,14 @@ let package = Package(
                 "ProxyModel",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AuditCore",
+            dependencies: [
+                "ProxyModel",
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -74,7 +84,7 @@ let package = Package(
         .target(
             name: "ProxyHTTP",
             dependencies: [
-                "ProxyModel", "PolicyCore", "ProxyConfig", "IdentityCore", "ProxyTransport",
+                "ProxyModel", "PolicyCore", "ProxyConfig", "IdentityCore", "ProxyTransport", "AuditCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -86,11 +96,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // ---- audit pipeline: writer thread, file/stdout/HTTP/syslog sinks ----
+        .target(
+            name: "ProxyAudit",
+            dependencies: [
+                "AuditCore", "ProxyConfig", "ProxyModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // ---- server: wiring, lifecycle, reload ----
         .target(
             name: "ProxyServer",
             dependencies: [
                 "ProxyModel", "PolicyCore", "ProxyConfig", "ProxyHTTP", "IdentityCore", "ProxyTransport",
+                "AuditCore", "ProxyAudit",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -141,6 +169,29 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AuditCoreTests",
+            dependencies: [
+                "AuditCore", "ProxyModel",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ProxyAuditTests",
+            dependencies: [
+                "ProxyAudit", "AuditCore", "ProxyConfig", "ProxyModel",
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

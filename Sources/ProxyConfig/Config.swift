@@ -9,19 +9,22 @@ public struct PortcullisConfig: Sendable, Equatable {
     public var listeners: [ListenerConfig]
     public var issuers: [IssuerConfig]
     public var routes: [RouteConfig]
+    public var audit: AuditConfig
 
     public init(
         version: Int = 1,
         server: ServerSettings = .init(),
         listeners: [ListenerConfig],
         issuers: [IssuerConfig] = [],
-        routes: [RouteConfig]
+        routes: [RouteConfig],
+        audit: AuditConfig = .default
     ) {
         self.version = version
         self.server = server
         self.listeners = listeners
         self.issuers = issuers
         self.routes = routes
+        self.audit = audit
     }
 }
 
@@ -395,6 +398,8 @@ public struct RouteConfig: Sendable, Equatable {
     public var forwardToken: Bool
     /// `explain_denials: true`: 403 bodies list the rules tried and the condition that failed in each.
     public var explainDenials: Bool
+    /// Query parameters whose values the audit trail keeps (`audit_query: [page]`); every other value is redacted.
+    public var auditQueryParameters: Set<String>
     public var location: SourceLocation?
 
     public static let defaultMaxRequestBodyBytes: Int64 = 64 * 1024 * 1024
@@ -415,6 +420,7 @@ public struct RouteConfig: Sendable, Equatable {
         maxRequestBodyBytes: Int64 = RouteConfig.defaultMaxRequestBodyBytes,
         forwardToken: Bool = false,
         explainDenials: Bool = false,
+        auditQueryParameters: Set<String> = [],
         location: SourceLocation? = nil
     ) {
         self.name = name
@@ -432,6 +438,7 @@ public struct RouteConfig: Sendable, Equatable {
         self.maxRequestBodyBytes = maxRequestBodyBytes
         self.forwardToken = forwardToken
         self.explainDenials = explainDenials
+        self.auditQueryParameters = auditQueryParameters
         self.location = location
     }
 

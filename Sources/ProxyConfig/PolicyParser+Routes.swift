@@ -157,6 +157,12 @@ extension PolicyParser {
             {
                 explainDenials = value
             }
+            var auditQuery: Set<String> = []
+            if let entry = fields["audit_query"],
+                let names = reader.strings(entry.value, path: "\(path).audit_query", allowSingle: true, emptyReason: nil)
+            {
+                auditQuery = Set(names.map(\.0))
+            }
             if reader.diagnostics.filter({ $0.severity == .error }).count == errorsBefore {
                 self.analyseRules(
                     rules,
@@ -271,6 +277,7 @@ extension PolicyParser {
                         maxRequestBodyBytes: maxRequestBody,
                         forwardToken: forwardToken,
                         explainDenials: explainDenials,
+                        auditQueryParameters: auditQuery,
                         location: reader.location(item)
                     )
                 )

@@ -39,7 +39,6 @@ final class PolicyParser {
     var zoneCache: [String: UTCOffsetTable] = [:]
 
     static let topLevelKeys = ["version", "server", "listeners", "issuers", "routes", "audit", "definitions"]
-    static let notYetSupported: Set<String> = ["audit"]
     static let serverKeys = ["instance_id", "shutdown_grace_period", "reload_poll_interval"]
     static let listenerKeys = ["name", "address", "protocol", "tls", "proxy_protocol", "trusted_proxies", "limits"]
     static let tlsKeys = ["certificates", "client_ca", "client_auth", "crl"]
@@ -54,7 +53,7 @@ final class PolicyParser {
     ]
     static let routeKeys = [
         "name", "listener", "match", "upstream", "public", "auth", "identity_headers", "rules", "preserve_host",
-        "prefix_rewrite", "timeouts", "max_request_body", "forward_token", "explain_denials",
+        "prefix_rewrite", "timeouts", "max_request_body", "forward_token", "explain_denials", "audit_query",
     ]
     static let matchKeys = ["host", "path"]
     static let upstreamKeys = ["endpoints", "max_connections", "max_pending", "idle_timeout"]
@@ -90,10 +89,6 @@ final class PolicyParser {
         guard let top = reader.fields(root, path: "policy file", place: "at the top level", allowed: Self.topLevelKeys)
         else { return nil }
 
-        for key in top.order where Self.notYetSupported.contains(key) {
-            reader.error("'\(key)' is not supported by this version yet", at: top[key]!.key)
-        }
-
         var version: Int?
         if let entry = reader.required(top, "version", context: "policy file") {
             if let value = reader.int(entry.value, path: "version") {
@@ -128,13 +123,19 @@ final class PolicyParser {
         }
         self.finishDefinitions(issuers: issuerInfos)
 
+        var audit = AuditConfig.default
+        if let entry = top["audit"] {
+            audit = self.parseAudit(entry.value) ?? audit
+        }
+
         guard let version, !reader.hasErrors else { return nil }
         return PortcullisConfig(
             version: version,
             server: server,
             listeners: listeners,
             issuers: issuers,
-            routes: routes
+            routes: routes,
+            audit: audit
         )
     }
 

@@ -1,3 +1,4 @@
+import AuditCore
 import NIOCore
 import NIOHTTP1
 import ProxyModel
@@ -46,12 +47,48 @@ final class Exchange: UpstreamReceiver {
     // timers
     var responseTimer: Scheduled<Void>?
     var idleWatchdog: Scheduled<Void>?
+    var longRunningTimer: Scheduled<Void>?
     var lastActivity = NIODeadline.now()
 
-    init(server: ProxyServerHandler, clientVersion: HTTPVersion, expectsBody: Bool) {
+    // audit: what the event of this exchange records (plain values; encoded off the event loop)
+    let startedAt: NIODeadline
+    let startedWall: Int64
+    /// A slot in the audit buffer is reserved for this exchange's event.
+    var auditSlot = false
+    /// The completion event was submitted (or deliberately not: rate-limited).
+    var audited = false
+    var method: String
+    var host: String
+    var path: String
+    var rawQuery: Substring?
+    var userAgent: String?
+    /// The policy allowed the request (it was, or was to be, forwarded).
+    var allowed = false
+    var rule: Int?
+    var identity: AuditIdentity?
+    /// Why we answered ourselves (nil: the upstream answered, or nobody did).
+    var errorReason: ReasonCode?
+    var status = 0
+    var responseBodyBytes: Int64 = 0
+    var firstByteAt: NIODeadline?
+    var upstreamAddress: String?
+
+    init(server: ProxyServerHandler, head: HTTPRequestHead, expectsBody: Bool, startedAt: NIODeadline, startedWall: Int64) {
         self.server = server
-        self.clientVersion = clientVersion
+        self.clientVersion = head.version
         self.expectsBody = expectsBody
+        self.startedAt = startedAt
+        self.startedWall = startedWall
+        self.method = head.method.rawValue
+        self.host = head.headers.first(name: "host") ?? ""
+        let target = head.uri
+        if let question = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            self.path = String(target[..<question].prefix(2048))
+            self.rawQuery = target[target.index(after: question)...]
+        } else {
+            self.path = String(target.prefix(2048))
+        }
+        self.userAgent = head.headers.first(name: "user-agent").map { String($0.prefix(512)) }
     }
 
     func cancelTimers() {
@@ -59,6 +96,8 @@ final class Exchange: UpstreamReceiver {
         self.responseTimer = nil
         self.idleWatchdog?.cancel()
         self.idleWatchdog = nil
+        self.longRunningTimer?.cancel()
+        self.longRunningTimer = nil
     }
 
     // MARK: UpstreamReceiver

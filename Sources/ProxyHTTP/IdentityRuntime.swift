@@ -1,3 +1,4 @@
+import Synchronization
 public import IdentityCore
 public import NIOCore
 import NIOConcurrencyHelpers
@@ -97,4 +98,20 @@ public final class ProxyCounters: Sendable {
 
     public var verifications: Int { self.tokenVerifications.withLockedValue { $0 } }
     public var cacheHits: Int { self.tokenCacheHits.withLockedValue { $0 } }
+
+    // audit
+    private let auditRefusals = Atomic<Int>(0)
+    private let auditSuppressions = Atomic<Int>(0)
+    private let auditDrops = Atomic<Int>(0)
+
+    func auditRefused() { self.auditRefusals.add(1, ordering: .relaxed) }
+    func auditSuppressed() { self.auditSuppressions.add(1, ordering: .relaxed) }
+    func auditDropped() { self.auditDrops.add(1, ordering: .relaxed) }
+
+    /// Requests refused with 503 because the audit buffer was full (fail_closed).
+    public var auditRefusedCount: Int { self.auditRefusals.load(ordering: .relaxed) }
+    /// Authentication-failure events the per-address rate limit kept out.
+    public var auditSuppressedCount: Int { self.auditSuppressions.load(ordering: .relaxed) }
+    /// Events that found no room in the buffer (drop mode, or events without a reserved slot).
+    public var auditDroppedCount: Int { self.auditDrops.load(ordering: .relaxed) }
 }

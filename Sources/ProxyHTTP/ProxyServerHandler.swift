@@ -1,3 +1,4 @@
+import AuditCore
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -53,6 +54,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     private var idleTimer: Scheduled<Void>?
     private var headerTimer: Scheduled<Void>?
+    /// The client's port (audit); the PROXY protocol source's when there is one.
+    private var peerPort: Int?
 
     init(runtime: ProxyRuntime, loop: LoopContext, listener: ListenerConfig, scheme: String, logger: Logger) {
         self.runtime = runtime
@@ -75,6 +78,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 scheme: self.connection.scheme
             )
             self.logger[metadataKey: "proxy_peer"] = "\(text):\(remote.port ?? 0)"
+            self.peerPort = remote.port
         }
         if context.channel.isActive { self.startIdleTimer() }
     }
@@ -95,6 +99,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             self.exchange = nil
             self.abortUpstream(exchange)
             exchange.cancelTimers()
+            self.recordAudit(exchange, aborted: true)
         }
         self.inbox.removeAll()
         context.fireChannelInactive()
@@ -117,6 +122,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if let header = event as? ProxyProtocolHeader {
             if let source = header.source {
                 self.connection.applyProxyProtocolSource(source.address)
+                self.peerPort = source.port
                 self.logger[metadataKey: "proxy_peer"] = "\(source.address):\(source.port)"
             }
             return
@@ -274,8 +280,25 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         let expectsBody =
             head.headers.contains(name: "transfer-encoding")
             || head.headers[canonicalForm: "content-length"].contains { $0 != "0" }
-        let exchange = Exchange(server: self, clientVersion: head.version, expectsBody: expectsBody)
+        let exchange = Exchange(
+            server: self,
+            head: head,
+            expectsBody: expectsBody,
+            startedAt: .now(),
+            startedWall: WallClock.nowMicroseconds()
+        )
         self.exchange = exchange
+        if let audit = self.runtime.audit {
+            if audit.queue.reserve() {
+                exchange.auditSlot = true
+            } else if audit.failClosed {
+                // No room to record it: refuse rather than serve unrecorded (on_overflow: fail_closed).
+                exchange.requestID = self.loop.makeRequestID()
+                self.runtime.counters.auditRefused()
+                self.respond(exchange, reason: .auditUnavailable)
+                return
+            }
+        }
         let snapshot = self.runtime.snapshots.current
         let outcome = RequestPreparation.prepare(
             head: head,
@@ -297,6 +320,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             exchange.requestID = prepared.requestID
             exchange.routeName = prepared.route.name
             exchange.prepared = prepared
+            exchange.host = prepared.facts.host
+            exchange.path = prepared.facts.path
             if prepared.requestedUpgrade { self.keepAlive = false }
             let input = AuthenticationInput(
                 route: prepared.route,
@@ -327,8 +352,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         case .refused(let reason, let headers):
             self.respond(exchange, reason: reason, extraHeaders: headers)
         case .identity(let principal):
+            if let principal { exchange.identity = AuditIdentity(principal: principal) }
             switch self.runtime.stages.authorize(prepared, principal: principal) {
-            case .deny(let reason, _):
+            case .deny(let reason, let rule):
+                exchange.rule = rule
                 let challenge: [(String, String)] =
                     reason == .unauthenticated && !(prepared.route.config.auth?.issuers.isEmpty ?? true)
                     ? [("www-authenticate", TokenAuthenticator.challenge(nil))] : []
@@ -336,7 +363,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 let explanation = prepared.route.policy.explainDenials && reason != .unauthenticated
                     ? prepared.route.policy.explain(facts: prepared.facts, principal: principal).lines : nil
                 self.respond(exchange, reason: reason, extraHeaders: challenge, explanation: explanation)
-            case .allow:
+            case .allow(let rule):
+                exchange.allowed = true
+                exchange.rule = rule
+                self.scheduleLongRunningEvent(exchange)
                 switch self.runtime.stages.authenticateUpstream(
                     prepared.upstreamHead,
                     request: prepared,
@@ -417,6 +447,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.phase = .forwarding
         exchange.upstream = connection
         exchange.reusedConnection = connection.exchangesServed > 0
+        if let remote = connection.channel.remoteAddress {
+            exchange.upstreamAddress = "\(remote.ipAddress ?? "?"):\(remote.port ?? 0)"
+        }
         connection.handler.receiver = exchange
         connection.handler.setReadsAllowed(self.context?.channel.isWritable ?? true)
         upstreamContext.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
@@ -515,9 +548,12 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 out.headers.replaceOrAdd(name: "connection", value: "keep-alive")
             }
             exchange.responseHeadSent = true
+            exchange.status = Int(head.status.code)
+            exchange.firstByteAt = .now()
             exchange.needsClientFlush = true
             context.write(Self.wrapOutboundOut(.head(out)), promise: nil)
         case .body(let chunk):
+            exchange.responseBodyBytes += Int64(chunk.readableBytes)
             exchange.needsClientFlush = true
             context.write(Self.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
             if !context.channel.isWritable {
@@ -659,9 +695,11 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.phase = .responding
         exchange.buffered.removeAll()
         if exchange.responseHeadSent {
+            if exchange.errorReason == nil { exchange.errorReason = reason }
             self.closeNow()
             return
         }
+        exchange.errorReason = reason
         if !exchange.requestEndReceived && exchange.expectsBody {
             // We will not read the rest of the body: the connection cannot be reused.
             self.keepAlive = false
@@ -676,6 +714,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             explanation: explanation
         )
         exchange.responseHeadSent = true
+        exchange.status = reason.status
+        exchange.firstByteAt = .now()
+        exchange.responseBodyBytes += Int64(body.readableBytes)
         context.write(Self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(Self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let endWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
@@ -689,9 +730,11 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     private func respondWithoutExchange(reason: ReasonCode) {
         guard let context = self.context, !self.closing else { return }
         self.keepAlive = false
+        let requestID = self.loop.makeRequestID()
+        self.recordUnparsedRequest(reason: reason, requestID: requestID)
         let (head, body) = self.errorResponseParts(
             reason: reason,
-            requestID: self.loop.makeRequestID(),
+            requestID: requestID,
             route: nil,
             version: .http1_1,
             extraHeaders: [],
@@ -712,6 +755,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         self.exchange = nil
         exchange.cancelTimers()
         self.abortUpstream(exchange)
+        self.recordAudit(exchange, aborted: false)
         if !self.keepAlive {
             self.closing = true
             self.cancelConnectionTimers()
@@ -755,8 +799,148 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if let exchange = self.exchange {
             self.exchange = nil
             self.abortUpstream(exchange)
+            self.recordAudit(exchange, aborted: true)
         }
         context.close(promise: nil)
+    }
+
+    // MARK: audit
+
+    /// Submits the exchange's event (once): into its reserved slot, or, without one, if there is room.
+    /// Authentication failures go through the per-address rate limit first.
+    private func recordAudit(_ exchange: Exchange, aborted: Bool) {
+        guard !exchange.audited else { return }
+        exchange.audited = true
+        exchange.longRunningTimer?.cancel()
+        exchange.longRunningTimer = nil
+        guard let audit = self.runtime.audit else { return }
+        let now = NIODeadline.now()
+        var suppressedBefore = 0
+        if let reason = exchange.errorReason, reason.isAuthenticationFailure, !exchange.allowed {
+            let admitted = self.loop.authFailures.admit(
+                address: self.connection.peerDescription,
+                now: exchange.startedWall,
+                rate: audit.authFailureRate,
+                burst: audit.authFailureBurst
+            )
+            if !admitted.record {
+                if exchange.auditSlot { audit.queue.release() }
+                self.runtime.counters.auditSuppressed()
+                self.scheduleSuppressionSweep(audit)
+                return
+            }
+            suppressedBefore = admitted.suppressedBefore
+        }
+        let event = AuditEvent(
+            kind: AuditKind.httpRequest,
+            time: AuditTime(microseconds: exchange.startedWall),
+            payload: .request(self.record(exchange, now: now, aborted: aborted, suppressedBefore: suppressedBefore))
+        )
+        if exchange.auditSlot {
+            audit.queue.submit(reserved: event)
+        } else if !audit.queue.offer(event) {
+            self.runtime.counters.auditDropped()
+        }
+    }
+
+    private func record(_ exchange: Exchange, now: NIODeadline, aborted: Bool, suppressedBefore: Int) -> HTTPRequestRecord {
+        let decision: AuditDecision
+        let reason: String
+        if let errorReason = exchange.errorReason {
+            decision = exchange.allowed ? .error : AuditDecision.of(errorReason)
+            reason = errorReason.code
+        } else if exchange.allowed {
+            decision = .allow
+            reason = "allowed"
+        } else {
+            decision = .error
+            reason = "client_closed"
+        }
+        let query = exchange.rawQuery.map {
+            QueryRedaction.redact($0, keeping: exchange.prepared?.route.config.auditQueryParameters ?? [])
+        }
+        let tls = self.connection.tls
+        return HTTPRequestRecord(
+            requestID: exchange.requestID,
+            listener: self.listener.name,
+            route: exchange.routeName,
+            decision: decision,
+            reason: reason,
+            rule: exchange.rule,
+            identity: exchange.identity,
+            clientAddress: self.connection.peerDescription,
+            clientPort: self.peerPort,
+            tlsVersion: tls?.tlsVersion?.rawValue,
+            sni: tls?.serverName,
+            method: exchange.method,
+            host: exchange.host,
+            path: exchange.path,
+            query: query,
+            status: exchange.status,
+            bytesIn: exchange.requestBodyBytes,
+            bytesOut: exchange.responseBodyBytes,
+            timeToFirstByteMicros: exchange.firstByteAt.map { ($0 - exchange.startedAt).nanoseconds / 1000 },
+            durationMicros: (now - exchange.startedAt).nanoseconds / 1000,
+            upstream: exchange.upstreamAddress,
+            userAgent: exchange.userAgent,
+            aborted: aborted,
+            suppressedBefore: suppressedBefore
+        )
+    }
+
+    /// A request still running after the threshold gets an event now (long downloads, slow uploads).
+    private func scheduleLongRunningEvent(_ exchange: Exchange) {
+        guard let audit = self.runtime.audit, let context = self.context else { return }
+        exchange.longRunningTimer = context.eventLoop.assumeIsolated().scheduleTask(in: audit.longRequestThreshold) {
+            [weak self, weak exchange] in
+            guard let self, let exchange, self.exchange === exchange, !exchange.audited else { return }
+            exchange.longRunningTimer = nil
+            let event = AuditEvent(
+                kind: AuditKind.httpRequestLongRunning,
+                time: AuditTime(microseconds: exchange.startedWall),
+                payload: .request(self.record(exchange, now: .now(), aborted: false, suppressedBefore: 0))
+            )
+            if !audit.queue.offer(event) { self.runtime.counters.auditDropped() }
+        }
+    }
+
+    /// A request refused before it had a head (parser error, header timeout): recorded if there is room.
+    private func recordUnparsedRequest(reason: ReasonCode, requestID: String) {
+        guard let audit = self.runtime.audit else { return }
+        let tls = self.connection.tls
+        let record = HTTPRequestRecord(
+            requestID: requestID,
+            listener: self.listener.name,
+            decision: .error,
+            reason: reason.code,
+            clientAddress: self.connection.peerDescription,
+            clientPort: self.peerPort,
+            tlsVersion: tls?.tlsVersion?.rawValue,
+            sni: tls?.serverName,
+            method: "",
+            host: "",
+            path: "",
+            status: reason.status
+        )
+        let event = AuditEvent(kind: AuditKind.httpRequest, time: AuditTime(microseconds: WallClock.nowMicroseconds()), payload: .request(record))
+        if !audit.queue.offer(event) { self.runtime.counters.auditDropped() }
+    }
+
+    /// Reports suppressed counts of addresses that went quiet (every 10 s while any are pending).
+    private func scheduleSuppressionSweep(_ audit: AuditRecorder) {
+        guard !self.loop.authFailures.sweepScheduled else { return }
+        self.loop.authFailures.sweepScheduled = true
+        let loop = self.loop
+        let counters = self.runtime.counters
+        func sweep() {
+            loop.reportSuppressedAuthFailures(audit: audit, counters: counters, force: loop.authFailures.isFull)
+            if loop.authFailures.isEmpty {
+                loop.authFailures.sweepScheduled = false
+            } else {
+                loop.eventLoop.assumeIsolated().scheduleTask(in: .seconds(10)) { sweep() }
+            }
+        }
+        loop.eventLoop.assumeIsolated().scheduleTask(in: .seconds(10)) { sweep() }
     }
 }
 

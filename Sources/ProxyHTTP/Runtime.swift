@@ -1,6 +1,7 @@
 public import Logging
 public import NIOCore
 import NIOConcurrencyHelpers
+import AuditCore
 import IdentityCore
 import ProxyTransport
 import ProxyConfig
@@ -44,10 +45,13 @@ public final class ProxyRuntime: Sendable {
     public let readiness: Readiness
     public let logger: Logger
     public let counters: ProxyCounters
+    /// The audit trail's request-path side (nil only in tests that do not audit).
+    public let audit: AuditRecorder?
     let stages: RequestStages
     private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>]
 
-    public init(snapshot: RuntimeSnapshot, group: any EventLoopGroup, logger: Logger) {
+    public init(snapshot: RuntimeSnapshot, group: any EventLoopGroup, logger: Logger, audit: AuditRecorder? = nil) {
+        self.audit = audit
         self.snapshots = SnapshotBox(snapshot)
         self.readiness = Readiness()
         self.logger = logger
@@ -83,6 +87,17 @@ public final class ProxyRuntime: Sendable {
         return context
     }
 
+    /// Writes `auth.suppressed` events for every pending count (at shutdown: nothing counted is lost).
+    public func flushSuppressedAuthFailures() async {
+        guard let audit = self.audit else { return }
+        let counters = self.counters
+        for box in self.loops.values {
+            try? await box.eventLoop.submit {
+                box.value?.reportSuppressedAuthFailures(audit: audit, counters: counters, force: true)
+            }.get()
+        }
+    }
+
     /// Drops pools of upstreams that the new snapshot no longer uses (their idle connections close).
     public func retireUnusedPools(keeping snapshot: RuntimeSnapshot) {
         let keys = Set(snapshot.config.routes.map { UpstreamKey($0.upstream) })
@@ -102,6 +117,8 @@ final class LoopContext {
     private var random: FastRandom
     /// Verified tokens of this loop (no locks: one cache per event loop).
     var tokenCache = VerifiedTokenCache()
+    /// Rate limit of authentication-failure audit events, per client address.
+    var authFailures = AuthFailureLimiter()
 
     init(eventLoop: any EventLoop, logger: Logger) {
         self.eventLoop = eventLoop
@@ -115,6 +132,23 @@ final class LoopContext {
         let pool = UpstreamPool(key: key, tls: tls, eventLoop: self.eventLoop, logger: self.logger)
         self.pools[key] = pool
         return pool
+    }
+
+    /// `auth.suppressed` events for addresses idle for 10 s (all of them with `force`).
+    func reportSuppressedAuthFailures(audit: AuditRecorder, counters: ProxyCounters, force: Bool) {
+        let now = WallClock.nowMicroseconds()
+        for (address, count) in self.authFailures.sweep(now: now, idleAfter: 10_000_000, force: force) {
+            let event = AuditEvent(
+                kind: AuditKind.authSuppressed,
+                time: AuditTime(microseconds: now),
+                fields: [
+                    "client": .object(["address": .string(address)]),
+                    "count": .integer(Int64(count)),
+                    "reason": .string("rate_limited"),
+                ]
+            )
+            if !audit.queue.offer(event) { counters.auditDropped() }
+        }
     }
 
     func retirePools(except keys: Set<UpstreamKey>) {

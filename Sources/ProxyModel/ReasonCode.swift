@@ -92,6 +92,8 @@ extension ReasonCode {
     /// Every pooled connection to the upstream is busy and the wait queue is full or timed out.
     public static let upstreamPoolExhausted = ReasonCode("upstream_pool_exhausted", status: 503)
     public static let shuttingDown = ReasonCode("shutting_down", status: 503)
+    /// The audit buffer is full (`on_overflow: fail_closed`): no request goes unrecorded.
+    public static let auditUnavailable = ReasonCode("audit_unavailable", status: 503)
     public static let internalError = ReasonCode("internal_error", status: 500)
 
     /// Every code, for documentation and tests.
@@ -105,6 +107,6 @@ extension ReasonCode {
         .tokenUnknownKey, .tokenExpired, .tokenNotYetValid, .tokenIssuedInFuture, .tokenIssuerNotAccepted,
         .tokenAudienceMismatch, .tokenMissingClaim, .tokenTypeMismatch, .tokenCriticalHeader,
         .clientCertificateRequired, .issuerKeysUnavailable, .deniedByRule, .noRuleMatched, .upstreamUnavailable, .upstreamProtocolError,
-        .upstreamConnectTimeout, .upstreamTimeout, .upstreamPoolExhausted, .shuttingDown, .internalError,
+        .upstreamConnectTimeout, .upstreamTimeout, .upstreamPoolExhausted, .shuttingDown, .auditUnavailable, .internalError,
     ]
 }

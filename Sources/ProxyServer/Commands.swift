@@ -4,6 +4,9 @@ public import Logging
 import NIOCore
 import NIOPosix
 import ProxyConfig
+import AuditCore
+import ProxyAudit
+import ProxyModel
 import ProxyHTTP
 import ServiceLifecycle
 import UnixSignals
@@ -95,7 +98,33 @@ public enum PortcullisCommands {
             try? await group.shutdownGracefully()
             return Exit.environment
         }
-        let runtime = ProxyRuntime(snapshot: snapshot, group: group, logger: logger)
+        // The audit trail starts before the first request can arrive and ends after the last one finished.
+        let pipeline: AuditPipeline
+        do {
+            pipeline = try AuditSetup.makePipeline(config: loaded.config.audit, instance: instance, logger: logger)
+        } catch {
+            logger.error("audit: \(error)")
+            try? await group.shutdownGracefully()
+            return Exit.environment
+        }
+        if loaded.config.audit.isDefault {
+            logger.notice("no audit section in the policy file: the audit trail goes to stdout")
+        }
+        pipeline.start()
+        let recorder = AuditRecorder(queue: pipeline.queue, config: loaded.config.audit)
+        let startedAt = ContinuousClock.now
+        recorder.record(
+            kind: AuditKind.processStart,
+            fields: [
+                "version": .string(PortcullisCommands.version),
+                "pid": .integer(Int64(ProcessInfo.processInfo.processIdentifier)),
+                "config_path": .string(loaded.path),
+                "config_digest": .string(loaded.digest),
+                "listeners": .array(loaded.config.listeners.map { .string("\($0.name) \($0.address)") }),
+                "routes": .integer(Int64(loaded.config.routes.count)),
+            ]
+        )
+        let runtime = ProxyRuntime(snapshot: snapshot, group: group, logger: logger, audit: recorder)
         let proxy = ProxyService(runtime: runtime, group: group, logger: logger)
         // Control-plane HTTP only (JWKS, discovery); never used to forward requests.
         let httpClient = HTTPClient(
@@ -123,11 +152,32 @@ public enum PortcullisCommands {
             )
         )
         var code = Exit.success
+        var stopReason = "signal"
         do {
             try await serviceGroup.run()
         } catch {
             logger.error("portcullis stopped on an error", metadata: ["proxy_error": "\(error)"])
             code = Exit.environment
+            stopReason = "error"
+        }
+        await runtime.flushSuppressedAuthFailures()
+        let uptime = ContinuousClock.now - startedAt
+        recorder.record(
+            kind: AuditKind.processStop,
+            fields: [
+                "reason": .string(stopReason),
+                "uptime_s": .integer(uptime.components.seconds),
+                "config_digest": .string(runtime.snapshots.current.digest),
+                "audit_refused": .integer(Int64(runtime.counters.auditRefusedCount)),
+                "audit_suppressed": .integer(Int64(runtime.counters.auditSuppressedCount)),
+            ]
+        )
+        // Blocking: the writer drains the buffer and network sinks get a few seconds to deliver.
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                pipeline.stop(deadline: 5)
+                done.resume()
+            }
         }
         try? await httpClient.shutdown()
         try? await group.shutdownGracefully()

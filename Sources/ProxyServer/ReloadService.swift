@@ -2,6 +2,8 @@ import Foundation
 public import Logging
 import NIOConcurrencyHelpers
 import ProxyConfig
+import AuditCore
+import ProxyModel
 public import ProxyHTTP
 public import ServiceLifecycle
 import UnixSignals
@@ -98,6 +100,7 @@ public final class ReloadService: Service, Sendable {
         switch ConfigLoader.load(path: self.path) {
         case .failure(let error):
             let reasons = error.diagnostics.map(\.description)
+            self.audit(trigger: trigger, outcome: "refused", old: old.digest, new: nil, errors: reasons)
             self.logger.error(
                 "policy reload refused: the new file is invalid; the old policy keeps serving",
                 metadata: [
@@ -112,6 +115,7 @@ public final class ReloadService: Service, Sendable {
             }
             let problems = Self.restartOnlyChanges(old: old.config, new: loaded.config)
             guard problems.isEmpty else {
+                self.audit(trigger: trigger, outcome: "refused", old: old.digest, new: loaded.digest, errors: problems)
                 self.logger.error(
                     "policy reload refused: listener addresses and protocols need a restart; the old policy keeps serving",
                     metadata: [
@@ -132,6 +136,7 @@ public final class ReloadService: Service, Sendable {
                     logger: self.logger
                 )
             } catch {
+                self.audit(trigger: trigger, outcome: "refused", old: old.digest, new: loaded.digest, errors: ["\(error)"])
                 self.logger.error(
                     "policy reload refused: a TLS file could not be loaded; the old policy keeps serving",
                     metadata: ["proxy_trigger": "\(trigger)", "proxy_new_digest": "\(loaded.digest)", "proxy_error": "\(error)"]
@@ -139,6 +144,7 @@ public final class ReloadService: Service, Sendable {
                 return .refused(["\(error)"])
             }
             self.runtime.snapshots.replace(with: snapshot)
+            self.audit(trigger: trigger, outcome: "accepted", old: old.digest, new: loaded.digest, errors: [])
             self.onApplied?(snapshot)
             self.runtime.retireUnusedPools(keeping: snapshot)
             self.logger.info(
@@ -155,9 +161,25 @@ public final class ReloadService: Service, Sendable {
         }
     }
 
+    /// A `policy.reload` audit event: accepted or refused, with both digests and why.
+    private func audit(trigger: String, outcome: String, old: String, new: String?, errors: [String]) {
+        var fields: [String: JSONValue] = [
+            "trigger": .string(trigger),
+            "outcome": .string(outcome),
+            "old_digest": .string(old),
+            "config_path": .string(self.path),
+        ]
+        if let new { fields["new_digest"] = .string(new) }
+        if !errors.isEmpty { fields["errors"] = .array(errors.prefix(20).map { .string(String($0.prefix(500))) }) }
+        self.runtime.audit?.record(kind: AuditKind.policyReload, fields: fields)
+    }
+
     /// What a reload may not change (DESIGN.md "Reload").
     static func restartOnlyChanges(old: PortcullisConfig, new: PortcullisConfig) -> [String] {
         var problems: [String] = []
+        if old.audit != new.audit {
+            problems.append("audit: the audit section changed; audit settings and sinks need a restart")
+        }
         let oldByName = Dictionary(old.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let newByName = Dictionary(new.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for (name, listener) in newByName {

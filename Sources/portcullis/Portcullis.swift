@@ -9,9 +9,9 @@ struct Portcullis: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portcullis",
         abstract: "An identity-aware reverse proxy for data platforms.",
-        discussion: "Exit codes: 0 success or allow, 1 a finding (invalid policy, deny), 2 usage or environment error.",
+        discussion: "Exit codes: 0 success or allow, 1 a finding (invalid policy, deny, failed verification), 2 usage or environment error.",
         version: "portcullis \(PortcullisCommands.version)",
-        subcommands: [Serve.self, Check.self, Explain.self, Test.self, Token.self, Demo.self, Certs.self]
+        subcommands: [Serve.self, Check.self, Explain.self, Test.self, Token.self, Audit.self, Demo.self, Certs.self]
     )
 }
 
@@ -221,6 +221,50 @@ struct Token: ParsableCommand {
 
         func run() async throws {
             let code = await TokenCommands.inspect(token: self.token, configPath: self.config)
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Audit trail tooling.",
+        subcommands: [Verify.self]
+    )
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify the hash chain of audit files and report the first record that was altered, deleted, reordered or inserted.",
+            discussion: """
+                Files are verified in the order given, as one chain: give the rotated files oldest first and the \
+                active file last. Rotated files are named <stem>-<UTC time>.jsonl next to the active <stem>.jsonl, \
+                so a glob such as `audit*.jsonl` lists them in that order.
+
+                The first record may have any seq (older files may have been rotated away). Without --head, \
+                records cut off the end or a deleted last file cannot be detected; the head file (audit.head_file, \
+                by default the file sink's path + .head) names the last record written. Without the chain's HMAC key \
+                (audit.hmac_key_file), whoever can write the files can rebuild the chain; checkpoints verified with \
+                --public-key anchor it.
+
+                Exit 0 verified, 1 a finding (printed as FILE:LINE: kind (seq N): what was expected and found), \
+                2 a file or key that cannot be read.
+                """
+        )
+        @Argument(help: "Audit files (JSON lines), oldest first.") var files: [String]
+        @Option(name: .long, help: "The persisted chain head file.") var head: String?
+        @Option(name: .long, help: "The checkpoints' Ed25519 public key: PEM (openssl pkey -pubout) or base64 of 32 bytes.")
+        var publicKey: String?
+        @Option(name: .long, help: "The chain's HMAC key file (audit.hmac_key_file).") var hmacKeyFile: String?
+        @Flag(name: .long, help: "Print the report as JSON.") var json = false
+
+        func validate() throws {
+            if self.files.isEmpty { throw ValidationError("give at least one audit file") }
+        }
+
+        func run() throws {
+            let code = AuditCommands.verify(
+                .init(files: self.files, headFile: self.head, publicKeyFile: self.publicKey, hmacKeyFile: self.hmacKeyFile, json: self.json)
+            )
             if code != 0 { throw ExitCode(code) }
         }
     }

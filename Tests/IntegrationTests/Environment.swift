@@ -75,8 +75,13 @@ final class ProxyEnvironment: @unchecked Sendable {
             upstream: http://127.0.0.1:\(deadPort)
             public: true
         \(extraRoutes)
+        audit:
+          sinks: [{ type: file, path: "\(Self.auditPath(port: port))" }]
         """
     }
+
+    /// The audit file: out of the log that tests read, the same across reloads.
+    static func auditPath(port: Int) -> String { NSTemporaryDirectory() + "portcullis-env-audit-\(port).jsonl" }
 
     init(
         extraRoutes: String = "",
@@ -112,5 +117,7 @@ final class ProxyEnvironment: @unchecked Sendable {
     func stop() {
         self.proxy.stop()
         self.upstream.stop()
+        try? FileManager.default.removeItem(atPath: Self.auditPath(port: self.port))
+        try? FileManager.default.removeItem(atPath: Self.auditPath(port: self.port) + ".head")
     }
 }

@@ -166,7 +166,8 @@ final class ProxyProcess: @unchecked Sendable {
     var pid: Int32 { self.process.processIdentifier }
 
     /// Writes `config` to a temp file and starts `portcullis serve` on it; waits until `waitPort` accepts.
-    init(config: String, waitPort: Int, extraArguments: [String] = [], dir: URL? = nil) throws {
+    /// `standardOutput`: where stdout goes (default: the log file); the audit tests give a pipe.
+    init(config: String, waitPort: Int, extraArguments: [String] = [], dir: URL? = nil, standardOutput: Pipe? = nil) throws {
         self.dir = try dir ?? makeTempDir()
         self.configPath = self.dir.appendingPathComponent("policy.yaml").path
         self.logPath = self.dir.appendingPathComponent("portcullis.log").path
@@ -177,7 +178,7 @@ final class ProxyProcess: @unchecked Sendable {
         self.process.executableURL = URL(fileURLWithPath: try portcullisBinary())
         self.process.arguments = ["serve", "--config", self.configPath, "--log-level", "trace"] + extraArguments
         self.process.standardError = log
-        self.process.standardOutput = log
+        self.process.standardOutput = standardOutput ?? log
         // NIO's strict mode turns misuse (e.g. scheduling on a shut-down loop) into a crash the tests see.
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFTNIO_STRICT"] = "1"

@@ -11,6 +11,9 @@ final class IdentityEnvironment: @unchecked Sendable {
     let proxy: ProxyProcess
     let port: Int
     let adminPort: Int
+    /// The audit file (a file sink; authentication failures limited to 2/s, bursts of 3).
+    let auditDir: URL
+    var auditPath: String { self.auditDir.appendingPathComponent("audit.jsonl").path }
     var issuer: String { "http://127.0.0.1:\(self.idp.port)" }
     var base: String { "http://127.0.0.1:\(self.port)" }
 
@@ -22,6 +25,7 @@ final class IdentityEnvironment: @unchecked Sendable {
         self.idp.serveIssuer(signers: signers)
         self.port = try freePort()
         self.adminPort = try freePort()
+        self.auditDir = try makeTempDir()
         let policy = """
             version: 1
             server: { reload_poll_interval: 0s }
@@ -61,6 +65,9 @@ final class IdentityEnvironment: @unchecked Sendable {
                 auth: { issuers: [idp-uncached] }
                 rules: [ { allow: { authenticated: true } } ]
             \(extraRoutes.replacingOccurrences(of: "UPSTREAM", with: "http://127.0.0.1:\(self.idp.port)"))
+            audit:
+              auth_failure_limit: { rate: 2, burst: 3 }
+              sinks: [{ type: file, path: \(self.auditDir.path)/audit.jsonl }]
             """
         self.proxy = try ProxyProcess(config: policy, waitPort: self.port)
         try waitForPort(self.adminPort)
@@ -90,6 +97,7 @@ final class IdentityEnvironment: @unchecked Sendable {
     func stop() {
         self.proxy.stop()
         self.idp.stop()
+        try? FileManager.default.removeItem(at: self.auditDir)
     }
 }
 

@@ -66,6 +66,8 @@ private final class PolicyEnvironment: @unchecked Sendable {
           - name: idp
             issuer: http://127.0.0.1:\(idpPort)
             audiences: [portal]
+        audit:
+          sinks: [{ type: file, path: "\(Self.auditPath(port: port))" }]
         routes:
           - name: \(Self.route)
             listener: web
@@ -78,6 +80,9 @@ private final class PolicyEnvironment: @unchecked Sendable {
 
         """
     }
+
+    /// The audit file (outside the log, which the tests read repeatedly; the same across reloads).
+    static func auditPath(port: Int) -> String { NSTemporaryDirectory() + "portcullis-behaviour-audit-\(port).jsonl" }
 
     /// Writes a new policy file (atomically, as an editor or a config-management tool would) and sends SIGHUP.
     func reload(to text: String) throws {
@@ -123,6 +128,8 @@ private final class PolicyEnvironment: @unchecked Sendable {
     func stop() {
         self.proxy.stop()
         self.idp.stop()
+        try? FileManager.default.removeItem(atPath: Self.auditPath(port: self.port))
+        try? FileManager.default.removeItem(atPath: Self.auditPath(port: self.port) + ".head")
     }
 }
 

@@ -11,6 +11,8 @@ struct RecordedRequest: Sendable {
     var headers: [(String, String)]
     var bodyBytes: Int
     var connectionID: Int
+    /// The body (the first 8 MiB), for tests that check what a client sent (audit shipping).
+    var body: [UInt8] = []
 
     func header(_ name: String) -> [String] {
         self.headers.filter { $0.0.lowercased() == name.lowercased() }.map(\.1)
@@ -125,6 +127,9 @@ private final class UpstreamBehaviour: ChannelInboundHandler {
             )
         case .body(let buffer):
             self.current?.bodyBytes += buffer.readableBytes
+            if let count = self.current?.body.count, count < 8 << 20 {
+                self.current?.body.append(contentsOf: buffer.readableBytesView)
+            }
         case .end:
             guard let request = self.current else { return }
             self.current = nil

@@ -30,14 +30,6 @@ struct TopLevelTests {
         #expect(found?.message.contains("did you mean") == false)
     }
 
-    @Test func auditIsNotSupportedYet() {
-        expectDiagnostic(
-            "version: 1\n\(self.listener)\naudit:\n  sinks: []\n",
-            line: 4,
-            column: 1,
-            "'audit' is not supported by this version yet"
-        )
-    }
 
     @Test func definitionsMustBeAMapping() {
         expectDiagnostic(

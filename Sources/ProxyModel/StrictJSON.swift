@@ -1,5 +1,3 @@
-public import ProxyModel
-
 /// Why ``StrictJSON`` refused a document. `Hashable` on the code only, so tests can compare
 /// against `StrictJSONError.Code` values; `offset` says where (a byte offset into the input).
 public struct StrictJSONError: Error, Sendable, Hashable, CustomStringConvertible {
