@@ -145,6 +145,7 @@ public struct AuditHead: Sendable, Equatable {
         guard case .success(.object(let object)) = StrictJSON.parse(bytes.trimmingTrailingWhitespace()),
             let instance = object["instance"]?.stringValue, let seq = object["seq"]?.int64Value, seq >= 0,
             let hash = object["hash"]?.stringValue, hash.utf8.count == 64,
+            hash.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
             let time = object["time"]?.stringValue.flatMap(AuditTime.init(rfc3339:))
         else { return nil }
         self.init(instance: instance, seq: UInt64(seq), hash: hash, time: time)

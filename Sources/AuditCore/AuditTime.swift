@@ -56,6 +56,10 @@ public struct AuditTime: Sendable, Hashable, Comparable {
             let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
             (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
         else { return nil }
+        // The day must exist in its month (2026-02-31 is not a date).
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let monthDays: [Int64] = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard day <= monthDays[Int(month) - 1] else { return nil }
         var i = 19
         var micros: Int64 = 0
         if i < b.count && b[i] == UInt8(ascii: ".") {

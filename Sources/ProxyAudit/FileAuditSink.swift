@@ -41,7 +41,8 @@ public final class FileAuditSink: AuditSink, @unchecked Sendable {
         self.buffer.removeAll(keepingCapacity: true)
         for event in batch {
             let length = Int64(event.line.count + 1)
-            if self.size > 0 && self.size + Int64(self.buffer.count) + length > self.config.maxSize {
+            let pending = self.size + Int64(self.buffer.count)
+            if pending > 0 && pending + length > self.config.maxSize {
                 try self.flushBuffer()
                 try self.rotate(now: event.time)
             }

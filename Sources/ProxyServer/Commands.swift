@@ -44,8 +44,11 @@ public enum PortcullisCommands {
                 print("\(configPath): \(loaded.warnings.count) warning\(loaded.warnings.count == 1 ? "" : "s") (--strict)")
                 return Exit.finding
             }
+            let audit = loaded.config.audit
+            let sinks = audit.sinks.map(\.typeName).joined(separator: ", ")
             print(
                 "\(configPath): ok: \(loaded.config.listeners.count) listener(s), \(loaded.config.routes.count) route(s), "
+                    + "audit to \(sinks)\(audit.isDefault ? " (no audit section)" : "") (on_overflow: \(audit.onOverflow.rawValue)), "
                     + "sha256 \(loaded.digest)"
             )
             return Exit.success
@@ -110,6 +113,8 @@ public enum PortcullisCommands {
         if loaded.config.audit.isDefault {
             logger.notice("no audit section in the policy file: the audit trail goes to stdout")
         }
+        // A closed stdout (the stdout sink) must be an error the writer retries, not a signal that kills.
+        signal(SIGPIPE, SIG_IGN)
         pipeline.start()
         let recorder = AuditRecorder(queue: pipeline.queue, config: loaded.config.audit)
         let startedAt = ContinuousClock.now

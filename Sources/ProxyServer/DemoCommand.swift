@@ -73,6 +73,8 @@ extension PortcullisCommands {
                 rules:
                   - allow: { groups: [admins] }
                   - allow: { groups: [viewers], methods: [GET, HEAD] }
+            audit:
+              sinks: [ { type: file, path: \(dir)/audit.jsonl } ]
 
             """
         do {
@@ -114,6 +116,8 @@ extension PortcullisCommands {
                   \(curl) -i \(base)/dags
 
                 Health: curl -i http://127.0.0.1:\(adminPort)/readyz
+                Audit trail: tail -f \(dir)/audit.jsonl
+                  verify it: portcullis audit verify \(dir)/audit*.jsonl --head \(dir)/audit.jsonl.head
                 Ctrl-C stops it.
 
                 """.utf8

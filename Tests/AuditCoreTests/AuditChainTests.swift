@@ -144,6 +144,11 @@ struct AuditChainTests {
             ) == nil
         )
         #expect(AuditHead(json: Array("garbage".utf8)) == nil)
+        let notHex = String(repeating: "zz", count: 32)
+        #expect(
+            AuditHead(json: Array(#"{"instance":"p","seq":1,"hash":"\#(notHex)","time":"2026-01-01T00:00:00Z"}"#.utf8))
+                == nil
+        )
     }
 }
 

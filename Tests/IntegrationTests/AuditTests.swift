@@ -268,6 +268,59 @@ struct AuditTests {
         }
     }
 
+    @Test("reloads are events: accepted with both digests, refused with the reasons (an invalid file, a changed audit section)")
+    func reloadsAreAudited() async throws {
+        let upstream = try await TestUpstream()
+        defer { upstream.stop() }
+        let port = try freePort()
+        let auditDir = try makeTempDir()
+        defer { try? FileManager.default.removeItem(at: auditDir) }
+        let path = auditDir.appendingPathComponent("audit.jsonl").path
+        func policy(routePath: String, auditLine: String = "sinks: [{ type: file, path: \(path) }]") -> String {
+            """
+            version: 1
+            server: { reload_poll_interval: 0s }
+            listeners:
+              - { name: web, address: "127.0.0.1:\(port)", protocol: http }
+            routes:
+              - { name: all, listener: web, match: { path: \(routePath) }, upstream: "http://127.0.0.1:\(upstream.port)", public: true }
+            audit:
+              \(auditLine)
+            """
+        }
+        let original = policy(routePath: "/*")
+        let proxy = try ProxyProcess(config: original, waitPort: port)
+        defer { proxy.stop() }
+        func reload(_ text: String, expecting count: Int) throws {
+            try text.write(toFile: proxy.configPath, atomically: true, encoding: .utf8)
+            proxy.signal(SIGHUP)
+            let seen = eventually(timeout: 10) {
+                ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").components(separatedBy: "\"kind\":\"policy.reload\"").count - 1
+                    >= count
+            }
+            #expect(seen, "policy.reload event \(count) written")
+        }
+        let accepted = policy(routePath: "/api/*")
+        try reload(accepted, expecting: 1)
+        let invalid = accepted.replacingOccurrences(of: "public: true", with: "publik: true")
+        try reload(invalid, expecting: 2)
+        let otherAudit = policy(routePath: "/api/*", auditLine: "sinks: [{ type: stdout }]")
+        try reload(otherAudit, expecting: 3)
+        proxy.signal(SIGTERM)
+        #expect(proxy.waitForExit(timeout: 15) == 0)
+
+        let reloads = try AuditFile(paths: [path]).events(kind: "policy.reload")
+        try #require(reloads.count == 3)
+        #expect(reloads[0]["outcome"] as? String == "accepted" && reloads[0]["trigger"] as? String == "SIGHUP")
+        #expect(reloads[0]["old_digest"] as? String == policyDigest(original))
+        #expect(reloads[0]["new_digest"] as? String == policyDigest(accepted))
+        #expect(reloads[1]["outcome"] as? String == "refused" && reloads[1]["old_digest"] as? String == policyDigest(accepted))
+        let errors = reloads[1]["errors"] as? [String] ?? []
+        #expect(errors.contains { $0.contains("policy.yaml:6:") && $0.contains("publik") }, "\(errors)")
+        #expect(reloads[2]["outcome"] as? String == "refused" && reloads[2]["new_digest"] as? String == policyDigest(otherAudit))
+        #expect((reloads[2]["errors"] as? [String] ?? []).contains { $0.contains("audit") && $0.contains("restart") })
+    }
+
     @Test("SIGKILL under load, then restart: the chain continues and verifies across the restart")
     func sigkillUnderLoadThenRestart() async throws {
         let upstream = try await TestUpstream()

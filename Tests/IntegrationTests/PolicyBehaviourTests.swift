@@ -134,7 +134,7 @@ private final class PolicyEnvironment: @unchecked Sendable {
 }
 
 /// SHA-256 of the file's bytes in lower-case hex: the digest the proxy logs for a policy.
-private func policyDigest(_ text: String) -> String {
+func policyDigest(_ text: String) -> String {
     SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
 }
 
