@@ -35,10 +35,10 @@ public struct AuditChain: Sendable {
 
     public let instance: String
     /// The seq the next event gets.
-    public private(set) var nextSeq: UInt64
+    public internal(set) var nextSeq: UInt64
     /// The hash of the last sealed event (``genesis`` before the first).
-    public private(set) var head: String
-    private let key: SymmetricKey?
+    public internal(set) var head: String
+    let key: SymmetricKey?
 
     public init(instance: String, nextSeq: UInt64 = 0, head: String = AuditChain.genesis, hmacKey: [UInt8]? = nil) {
         self.instance = instance
@@ -48,6 +48,14 @@ public struct AuditChain: Sendable {
     }
 
     public mutating func seal(_ event: AuditEvent) -> SealedAuditEvent {
+        if case .request(let record) = event.payload {
+            return self.sealRequest(record, kind: event.kind, time: event.time)
+        }
+        return self.sealGeneric(event)
+    }
+
+    /// Through a JSON tree: every kind (the request path's kind has its own writer, ``sealRequest``).
+    mutating func sealGeneric(_ event: AuditEvent) -> SealedAuditEvent {
         var members = event.members
         members["schema"] = .integer(auditSchemaVersion)
         members["kind"] = .string(event.kind)

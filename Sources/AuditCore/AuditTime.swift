@@ -13,13 +13,19 @@ public struct AuditTime: Sendable, Hashable, Comparable {
 
     /// RFC 3339, UTC, microseconds.
     public var rfc3339: String {
+        var out = [UInt8]()
+        out.reserveCapacity(27)
+        self.writeRFC3339(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends ``rfc3339``'s 27 bytes without making a String.
+    public func writeRFC3339(to out: inout [UInt8]) {
         let seconds = Self.floorDiv(self.microseconds, 1_000_000)
         let micros = Int(self.microseconds - seconds * 1_000_000)
         let days = Self.floorDiv(seconds, 86_400)
         let secondOfDay = Int(seconds - days * 86_400)
         let (year, month, day) = Self.civil(fromDays: days)
-        var out = [UInt8]()
-        out.reserveCapacity(27)
         Self.append(year, width: 4, to: &out)
         out.append(UInt8(ascii: "-"))
         Self.append(Int64(month), width: 2, to: &out)
@@ -34,7 +40,6 @@ public struct AuditTime: Sendable, Hashable, Comparable {
         out.append(UInt8(ascii: "."))
         Self.append(Int64(micros), width: 6, to: &out)
         out.append(UInt8(ascii: "Z"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses what ``rfc3339`` writes (and any RFC 3339 time with `Z` or an offset, 0 to 9 fractional digits).
@@ -98,15 +103,15 @@ public struct AuditTime: Sendable, Hashable, Comparable {
     }
 
     private static func append(_ value: Int64, width: Int, to out: inout [UInt8]) {
-        var digits = [UInt8](repeating: UInt8(ascii: "0"), count: width)
+        let start = out.count
+        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width))
         var v = value
-        var i = width - 1
-        while i >= 0 {
-            digits[i] = UInt8(48 + v % 10)
+        var i = start + width - 1
+        while i >= start {
+            out[i] = UInt8(48 + v % 10)
             v /= 10
             i -= 1
         }
-        out.append(contentsOf: digits)
     }
 
     /// Howard Hinnant's days-from-civil algorithms.

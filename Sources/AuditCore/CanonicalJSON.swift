@@ -46,31 +46,70 @@ public enum CanonicalJSON {
 
     public static func writeString(_ string: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x08: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
-            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0C: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
-            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x00..<0x20:
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
-            }
+        var utf8 = string.utf8
+        if utf8.withContiguousStorageIfAvailable({ Self.appendEscaped($0, to: &out) }) == nil {
+            var copy = string
+            copy.makeContiguousUTF8()
+            utf8 = copy.utf8
+            utf8.withContiguousStorageIfAvailable { Self.appendEscaped($0, to: &out) }
         }
         out.append(UInt8(ascii: "\""))
     }
+
+    /// Runs that need no escape are appended whole.
+    private static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        var runStart = 0
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+            if runStart < index { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
+            runStart = index + 1
+            out.append(UInt8(ascii: "\\"))
+            switch byte {
+            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
+            case 0x08: out.append(UInt8(ascii: "b"))
+            case 0x09: out.append(UInt8(ascii: "t"))
+            case 0x0A: out.append(UInt8(ascii: "n"))
+            case 0x0C: out.append(UInt8(ascii: "f"))
+            case 0x0D: out.append(UInt8(ascii: "r"))
+            default:
+                out.append(UInt8(ascii: "u"))
+                out.append(48)
+                out.append(48)
+                out.append(self.hexDigit(byte >> 4))
+                out.append(self.hexDigit(byte & 0xF))
+            }
+        }
+        if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
+    }
+
+    @inline(__always)
+    static func hexDigit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 48 + nibble : 87 + nibble }
 
     public static func writeInteger(_ value: Int64, to out: inout [UInt8]) {
         // JSON numbers are IEEE doubles in RFC 8785: integers beyond 2^53 are written as their double.
         if value.magnitude > (1 << 53) {
             self.writeNumber(Double(value), to: &out)
         } else {
-            out.append(contentsOf: String(value).utf8)
+            self.appendDecimal(value, to: &out)
         }
+    }
+
+    /// Decimal digits without making a String.
+    static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        if magnitude == 0 {
+            out.append(UInt8(ascii: "0"))
+            return
+        }
+        let start = out.count
+        while magnitude > 0 {
+            out.append(UInt8(48 + magnitude % 10))
+            magnitude /= 10
+        }
+        out[start...].reverse()
     }
 
     /// ECMAScript Number.prototype.toString (ES2015 7.1.12.1) from the shortest round-trip digits.
