@@ -96,8 +96,8 @@ final class Exchange: UpstreamReceiver {
         self.responseTimer = nil
         self.idleWatchdog?.cancel()
         self.idleWatchdog = nil
-        self.longRunningTimer?.cancel()
-        self.longRunningTimer = nil
+        // Not the long-running audit timer: a request retried on a fresh connection still runs; the timer
+        // ends with the exchange's event (recordAudit).
     }
 
     // MARK: UpstreamReceiver

@@ -177,7 +177,12 @@ public final class ReloadService: Service, Sendable {
     /// What a reload may not change (DESIGN.md "Reload").
     static func restartOnlyChanges(old: PortcullisConfig, new: PortcullisConfig) -> [String] {
         var problems: [String] = []
-        if old.audit != new.audit {
+        // Compared without source locations: moving the section (a route added above it) is no change.
+        var oldAudit = old.audit
+        var newAudit = new.audit
+        oldAudit.location = nil
+        newAudit.location = nil
+        if oldAudit != newAudit {
             problems.append("audit: the audit section changed; audit settings and sinks need a restart")
         }
         let oldByName = Dictionary(old.listeners.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })

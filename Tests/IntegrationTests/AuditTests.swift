@@ -276,7 +276,10 @@ struct AuditTests {
         let auditDir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: auditDir) }
         let path = auditDir.appendingPathComponent("audit.jsonl").path
-        func policy(routePath: String, auditLine: String = "sinks: [{ type: file, path: \(path) }]") -> String {
+        func policy(routePath: String, extraRoute: Bool = false, auditLine: String = "sinks: [{ type: file, path: \(path) }]")
+            -> String
+        {
+            // extraRoute moves the audit section down a line: that alone is no change of the audit settings.
             """
             version: 1
             server: { reload_poll_interval: 0s }
@@ -284,7 +287,7 @@ struct AuditTests {
               - { name: web, address: "127.0.0.1:\(port)", protocol: http }
             routes:
               - { name: all, listener: web, match: { path: \(routePath) }, upstream: "http://127.0.0.1:\(upstream.port)", public: true }
-            audit:
+            \(extraRoute ? "  - { name: more, listener: web, match: { path: /more/* }, upstream: \"http://127.0.0.1:\(upstream.port)\", public: true }\n" : "")audit:
               \(auditLine)
             """
         }
@@ -300,11 +303,11 @@ struct AuditTests {
             }
             #expect(seen, "policy.reload event \(count) written")
         }
-        let accepted = policy(routePath: "/api/*")
+        let accepted = policy(routePath: "/api/*", extraRoute: true)
         try reload(accepted, expecting: 1)
         let invalid = accepted.replacingOccurrences(of: "public: true", with: "publik: true")
         try reload(invalid, expecting: 2)
-        let otherAudit = policy(routePath: "/api/*", auditLine: "sinks: [{ type: stdout }]")
+        let otherAudit = policy(routePath: "/api/*", extraRoute: true, auditLine: "sinks: [{ type: stdout }]")
         try reload(otherAudit, expecting: 3)
         proxy.signal(SIGTERM)
         #expect(proxy.waitForExit(timeout: 15) == 0)
