@@ -47,7 +47,6 @@ final class Exchange: UpstreamReceiver {
     // timers
     var responseTimer: Scheduled<Void>?
     var idleWatchdog: Scheduled<Void>?
-    var longRunningTimer: Scheduled<Void>?
     var lastActivity = NIODeadline.now()
 
     // audit: what the event of this exchange records (plain values; encoded off the event loop)
@@ -57,6 +56,8 @@ final class Exchange: UpstreamReceiver {
     var auditSlot = false
     /// The completion event was submitted (or deliberately not: rate-limited).
     var audited = false
+    /// In the loop's long-running watch (until its event or its end).
+    var watchedForLongRunning = false
     var method: String
     var host: String
     var path: String
@@ -96,8 +97,6 @@ final class Exchange: UpstreamReceiver {
         self.responseTimer = nil
         self.idleWatchdog?.cancel()
         self.idleWatchdog = nil
-        // Not the long-running audit timer: a request retried on a fresh connection still runs; the timer
-        // ends with the exchange's event (recordAudit).
     }
 
     // MARK: UpstreamReceiver

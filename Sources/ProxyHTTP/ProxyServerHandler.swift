@@ -811,8 +811,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     private func recordAudit(_ exchange: Exchange, aborted: Bool) {
         guard !exchange.audited else { return }
         exchange.audited = true
-        exchange.longRunningTimer?.cancel()
-        exchange.longRunningTimer = nil
+        if exchange.watchedForLongRunning {
+            exchange.watchedForLongRunning = false
+            self.loop.unwatchLongRunning(exchange)
+        }
         guard let audit = self.runtime.audit else { return }
         let now = NIODeadline.now()
         var suppressedBefore = 0
@@ -888,20 +890,25 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         )
     }
 
-    /// A request still running after the threshold gets an event now (long downloads, slow uploads).
+    /// A request still running after the threshold gets an event then (long downloads, slow uploads): the
+    /// loop's sweep calls ``recordLongRunning(_:)``.
     private func scheduleLongRunningEvent(_ exchange: Exchange) {
-        guard let audit = self.runtime.audit, let context = self.context else { return }
-        exchange.longRunningTimer = context.eventLoop.assumeIsolated().scheduleTask(in: audit.longRequestThreshold) {
-            [weak self, weak exchange] in
-            guard let self, let exchange, self.exchange === exchange, !exchange.audited else { return }
-            exchange.longRunningTimer = nil
-            let event = AuditEvent(
-                kind: AuditKind.httpRequestLongRunning,
-                time: AuditTime(microseconds: exchange.startedWall),
-                payload: .request(self.record(exchange, now: .now(), aborted: false, suppressedBefore: 0))
-            )
-            if !audit.queue.offer(event) { self.runtime.counters.auditDropped() }
-        }
+        guard let audit = self.runtime.audit else { return }
+        let threshold = audit.longRequestThreshold
+        let interval = TimeAmount.nanoseconds(max(min(threshold.nanoseconds / 4, 1_000_000_000), 10_000_000))
+        exchange.watchedForLongRunning = true
+        self.loop.watchLongRunning(exchange, handler: self, deadline: exchange.startedAt + threshold, interval: interval)
+    }
+
+    func recordLongRunning(_ exchange: Exchange) {
+        guard let audit = self.runtime.audit, self.exchange === exchange, !exchange.audited else { return }
+        exchange.watchedForLongRunning = false
+        let event = AuditEvent(
+            kind: AuditKind.httpRequestLongRunning,
+            time: AuditTime(microseconds: exchange.startedWall),
+            payload: .request(self.record(exchange, now: .now(), aborted: false, suppressedBefore: 0))
+        )
+        if !audit.queue.offer(event) { self.runtime.counters.auditDropped() }
     }
 
     /// A request refused before it had a head (parser error, header timeout): recorded if there is room.

@@ -119,6 +119,10 @@ final class LoopContext {
     var tokenCache = VerifiedTokenCache()
     /// Rate limit of authentication-failure audit events, per client address.
     var authFailures = AuthFailureLimiter()
+    /// Allowed exchanges still running, for `http.request.long_running`: one sweep per loop instead of a
+    /// timer per request.
+    var longRunning: [ObjectIdentifier: LongRunningEntry] = [:]
+    var longRunningSweepScheduled = false
 
     init(eventLoop: any EventLoop, logger: Logger) {
         self.eventLoop = eventLoop
@@ -149,6 +153,36 @@ final class LoopContext {
             )
             if !audit.queue.offer(event) { counters.auditDropped() }
         }
+    }
+
+    /// Watches an allowed exchange; its handler records the long-running event once it passes `deadline`.
+    func watchLongRunning(_ exchange: Exchange, handler: ProxyServerHandler, deadline: NIODeadline, interval: TimeAmount) {
+        self.longRunning[ObjectIdentifier(exchange)] = LongRunningEntry(handler: handler, exchange: exchange, deadline: deadline)
+        guard !self.longRunningSweepScheduled else { return }
+        self.longRunningSweepScheduled = true
+        self.scheduleLongRunningSweep(interval: interval)
+    }
+
+    private func scheduleLongRunningSweep(interval: TimeAmount) {
+        self.eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self] in
+            guard let self else { return }
+            let now = NIODeadline.now()
+            for (key, entry) in self.longRunning where entry.deadline <= now || entry.exchange == nil {
+                self.longRunning[key] = nil
+                if let handler = entry.handler, let exchange = entry.exchange {
+                    handler.recordLongRunning(exchange)
+                }
+            }
+            if self.longRunning.isEmpty {
+                self.longRunningSweepScheduled = false
+            } else {
+                self.scheduleLongRunningSweep(interval: interval)
+            }
+        }
+    }
+
+    func unwatchLongRunning(_ exchange: Exchange) {
+        self.longRunning[ObjectIdentifier(exchange)] = nil
     }
 
     func retirePools(except keys: Set<UpstreamKey>) {
@@ -182,6 +216,12 @@ final class LoopContext {
 
 @available(*, unavailable)
 extension LoopContext: Sendable {}
+
+struct LongRunningEntry {
+    weak var handler: ProxyServerHandler?
+    weak var exchange: Exchange?
+    let deadline: NIODeadline
+}
 
 /// wyrand: fast, good-quality, not cryptographic (request ids need uniqueness, not secrecy).
 struct FastRandom {

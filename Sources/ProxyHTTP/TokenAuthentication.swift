@@ -15,16 +15,22 @@ enum BearerTokenSource {
     }
 
     static func extract(from headers: HTTPHeaders, auth: RouteAuthConfig) -> Extraction {
-        let authorization = headers["authorization"]
-        if authorization.count > 1 { return .malformed }
-        if let value = authorization.first {
-            let trimmed = value.trimmingASCIISpaces()
-            if trimmed.count >= 6, trimmed.prefix(6).lowercased() == "bearer" {
-                let rest = trimmed.dropFirst(6)
-                guard rest.first == " " else { return rest.isEmpty ? .malformed : .none }
-                let token = rest.trimmingASCIISpaces()
-                guard !token.isEmpty, isB64Token(token) else { return .malformed }
-                return .token(String(token))
+        // One pass over the headers, no arrays: the common case is exactly one Authorization header.
+        var authorization: String?
+        for (name, value) in headers where Self.isAuthorization(name) {
+            if authorization != nil { return .malformed }
+            authorization = value
+        }
+        if let value = authorization {
+            var copy = value
+            switch copy.withUTF8({ Self.bearer(in: $0) }) {
+            case .token(let range):
+                let bytes = value.utf8
+                let start = bytes.index(bytes.startIndex, offsetBy: range.lowerBound)
+                let end = bytes.index(bytes.startIndex, offsetBy: range.upperBound)
+                return .token(String(Substring(bytes[start..<end])))
+            case .malformed: return .malformed
+            case .notBearer: break
             }
         }
         if let name = auth.tokenHeader {
@@ -41,6 +47,62 @@ enum BearerTokenSource {
             return .token(String(value))
         }
         return .none
+    }
+
+    /// `authorization` in any case, without allocating.
+    static func isAuthorization(_ name: String) -> Bool {
+        let expected: StaticString = "authorization"
+        guard name.utf8.count == 13 else { return false }
+        var index = 0
+        for byte in name.utf8 {
+            if byte | 0x20 != expected.utf8Start[index] { return false }
+            index += 1
+        }
+        return true
+    }
+
+    enum BearerScan: Equatable {
+        /// Byte offsets of the token in the header value.
+        case token(Range<Int>)
+        case malformed
+        /// Another scheme (Basic, ...): not ours to judge.
+        case notBearer
+    }
+
+    /// `Bearer <b64token>` (scheme case-insensitive, spaces around), on the header's bytes.
+    static func bearer(in value: UnsafeBufferPointer<UInt8>) -> BearerScan {
+        var start = 0
+        var end = value.count
+        while start < end, value[start] == UInt8(ascii: " ") || value[start] == UInt8(ascii: "\t") { start += 1 }
+        while end > start, value[end - 1] == UInt8(ascii: " ") || value[end - 1] == UInt8(ascii: "\t") { end -= 1 }
+        guard end - start >= 6 else { return .notBearer }
+        let scheme: StaticString = "bearer"
+        for offset in 0..<6 where value[start + offset] | 0x20 != scheme.utf8Start[offset] { return .notBearer }
+        var tokenStart = start + 6
+        guard tokenStart < end else { return .malformed }  // "Bearer" alone
+        guard value[tokenStart] == UInt8(ascii: " ") else { return .notBearer }  // "Bearerx..."
+        while tokenStart < end, value[tokenStart] == UInt8(ascii: " ") { tokenStart += 1 }
+        guard tokenStart < end, Self.isB64Token(UnsafeBufferPointer(rebasing: value[tokenStart..<end])) else {
+            return .malformed
+        }
+        return .token(tokenStart..<end)
+    }
+
+    static func isB64Token(_ token: UnsafeBufferPointer<UInt8>) -> Bool {
+        var sawPadding = false
+        for byte in token {
+            switch byte {
+            case UInt8(ascii: "="):
+                sawPadding = true
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                if sawPadding { return false }
+            default:
+                return false
+            }
+        }
+        return true
     }
 
     /// RFC 6750 b64token: ALPHA DIGIT - . _ ~ + / then any number of =.
