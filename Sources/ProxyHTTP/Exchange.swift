@@ -45,8 +45,6 @@ final class Exchange: UpstreamReceiver {
     var needsClientFlush = false
 
     // timers
-    var responseTimer: Scheduled<Void>?
-    var idleWatchdog: Scheduled<Void>?
     var lastActivity = NIODeadline.now()
 
     // audit: what the event of this exchange records (plain values; encoded off the event loop)
@@ -92,12 +90,6 @@ final class Exchange: UpstreamReceiver {
         self.userAgent = head.headers.first(name: "user-agent").map { String($0.prefix(512)) }
     }
 
-    func cancelTimers() {
-        self.responseTimer?.cancel()
-        self.responseTimer = nil
-        self.idleWatchdog?.cancel()
-        self.idleWatchdog = nil
-    }
 
     // MARK: UpstreamReceiver
 

@@ -52,8 +52,13 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     private var inputClosed = false
     private var requestCount = 0
 
-    private var idleTimer: Scheduled<Void>?
-    private var headerTimer: Scheduled<Void>?
+    // Timeouts, each one lazily re-armed task per connection (DeadlineTimer), not one per request.
+    private var idleTimer: DeadlineTimer?
+    private var headerTimer: DeadlineTimer?
+    /// The upstream's answer: from the request's end to the response head (`timeouts.response`).
+    private var responseTimer: DeadlineTimer?
+    /// Upstream inactivity while forwarding (`timeouts.idle`, from the exchange's last activity).
+    private var upstreamIdleTimer: DeadlineTimer?
     /// The client's port (audit); the PROXY protocol source's when there is one.
     private var peerPort: Int?
 
@@ -69,6 +74,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.makeTimers(eventLoop: context.eventLoop)
         if let remote = context.channel.remoteAddress {
             let text = remote.ipAddress ?? "unknown"
             self.connection = ConnectionInfo(
@@ -85,6 +91,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        for timer in [self.idleTimer, self.headerTimer, self.responseTimer, self.upstreamIdleTimer] { timer?.cancel() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -98,7 +105,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if let exchange = self.exchange {
             self.exchange = nil
             self.abortUpstream(exchange)
-            exchange.cancelTimers()
+            self.clearExchangeTimers()
             self.recordAudit(exchange, aborted: true)
         }
         self.inbox.removeAll()
@@ -214,18 +221,38 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     // MARK: inbound
 
     func clientBytesArrived() {
-        guard self.exchange == nil, self.inbox.isEmpty, self.headerTimer == nil, !self.closing else { return }
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
-        guard let context = self.context else { return }
-        let timeout = TimeAmount(self.listener.limits.headerReadTimeout)
-        self.headerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            guard let self else { return }
-            self.headerTimer = nil
-            guard self.exchange == nil, !self.closing else { return }
+        guard self.exchange == nil, self.inbox.isEmpty, self.headerTimer?.isSet == false, !self.closing else { return }
+        self.idleTimer?.clear()
+        self.headerTimer?.set(.now() + TimeAmount(self.listener.limits.headerReadTimeout))
+    }
+
+    private func makeTimers(eventLoop: any EventLoop) {
+        guard self.idleTimer == nil else { return }
+        self.idleTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
+            guard let self, self.exchange == nil, self.inbox.isEmpty, self.headerTimer?.isSet == false else { return }
+            self.closeNow()
+        }
+        self.headerTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
+            guard let self, self.exchange == nil, !self.closing else { return }
             self.logger.debug("request head not received in time")
             self.keepAlive = false
             self.respondWithoutExchange(reason: .requestTimeout)
+        }
+        self.responseTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
+            guard let self, let exchange = self.exchange, exchange.phase == .forwarding, !exchange.responseHeadSent else {
+                return
+            }
+            self.upstreamTimedOut(exchange)
+        }
+        self.upstreamIdleTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
+            guard let self, let exchange = self.exchange, exchange.phase == .forwarding,
+                let idle = exchange.prepared.map({ TimeAmount($0.route.config.timeouts.idle) })
+            else { return }
+            if NIODeadline.now() - exchange.lastActivity >= idle {
+                self.upstreamTimedOut(exchange)
+            } else {
+                self.upstreamIdleTimer?.set(exchange.lastActivity + idle)
+            }
         }
     }
 
@@ -469,12 +496,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.requestEndSent = true
         exchange.needsUpstreamFlush = false
         upstreamContext.writeAndFlush(NIOAny(HTTPClientRequestPart.end(nil)), promise: nil)
-        if !exchange.responseHeadSent, let prepared = exchange.prepared, let context = self.context {
-            let timeout = TimeAmount(prepared.route.config.timeouts.response)
-            exchange.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak exchange] in
-                guard let self, let exchange, self.exchange === exchange else { return }
-                self.upstreamTimedOut(exchange)
-            }
+        if !exchange.responseHeadSent, let prepared = exchange.prepared {
+            self.responseTimer?.set(.now() + TimeAmount(prepared.route.config.timeouts.response))
         }
     }
 
@@ -531,8 +554,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.lastActivity = .now()
         switch part {
         case .head(let head):
-            exchange.responseTimer?.cancel()
-            exchange.responseTimer = nil
+            self.responseTimer?.clear()
             exchange.upstreamKeepAlive = head.isKeepAlive
             var out = HeaderSanitizer.sanitizeResponse(
                 head,
@@ -588,7 +610,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     func upstreamFailed(_ error: (any Error)?, exchange: Exchange) {
         guard self.exchange === exchange, exchange.phase == .forwarding else { return }
         exchange.upstream = nil
-        exchange.cancelTimers()
+        self.clearExchangeTimers()
         if exchange.responseHeadSent {
             // Mid-response: the client cannot be told any more; cut its connection so it sees a truncation.
             self.logger.debug("upstream failed mid-response", metadata: ["proxy_request_id": "\(exchange.requestID)"])
@@ -626,21 +648,18 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     }
 
     private func scheduleIdleWatchdog(_ exchange: Exchange) {
-        guard let prepared = exchange.prepared, let context = self.context else { return }
-        let idle = TimeAmount(prepared.route.config.timeouts.idle)
-        let deadline = exchange.lastActivity + idle
-        exchange.idleWatchdog = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self, weak exchange] in
-            guard let self, let exchange, self.exchange === exchange, exchange.phase == .forwarding else { return }
-            if NIODeadline.now() - exchange.lastActivity >= idle {
-                self.upstreamTimedOut(exchange)
-            } else {
-                self.scheduleIdleWatchdog(exchange)
-            }
-        }
+        guard let prepared = exchange.prepared else { return }
+        self.upstreamIdleTimer?.set(exchange.lastActivity + TimeAmount(prepared.route.config.timeouts.idle))
+    }
+
+    /// The exchange's timeouts end with it (or with its upstream).
+    private func clearExchangeTimers() {
+        self.responseTimer?.clear()
+        self.upstreamIdleTimer?.clear()
     }
 
     private func abortUpstream(_ exchange: Exchange) {
-        exchange.cancelTimers()
+        self.clearExchangeTimers()
         if let connection = exchange.upstream {
             exchange.upstream = nil
             connection.handler.receiver = nil
@@ -753,7 +772,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     private func finish(_ exchange: Exchange, endWritten: EventLoopFuture<Void>?) {
         guard self.exchange === exchange, let context = self.context else { return }
         self.exchange = nil
-        exchange.cancelTimers()
+        self.clearExchangeTimers()
         self.abortUpstream(exchange)
         self.recordAudit(exchange, aborted: false)
         if !self.keepAlive {
@@ -776,20 +795,14 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     // MARK: connection timers and closing
 
     private func startIdleTimer() {
-        guard let context = self.context, !self.closing else { return }
-        self.idleTimer?.cancel()
-        let timeout = TimeAmount(self.listener.limits.idleTimeout)
-        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            guard let self, self.exchange == nil, self.inbox.isEmpty, self.headerTimer == nil else { return }
-            self.closeNow()
-        }
+        guard self.context != nil, !self.closing else { return }
+        if self.idleTimer == nil, let context = self.context { self.makeTimers(eventLoop: context.eventLoop) }
+        self.idleTimer?.set(.now() + TimeAmount(self.listener.limits.idleTimeout))
     }
 
     private func cancelConnectionTimers() {
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
-        self.headerTimer?.cancel()
-        self.headerTimer = nil
+        self.idleTimer?.clear()
+        self.headerTimer?.clear()
     }
 
     private func closeNow() {

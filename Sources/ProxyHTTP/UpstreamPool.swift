@@ -14,7 +14,8 @@ final class UpstreamConnection {
     let endpointIndex: Int
     /// Exchanges this connection has served; > 0 means it was reused from the pool (it may be stale).
     var exchangesServed = 0
-    var idleTimer: Scheduled<Void>?
+    /// Closes the connection when it stays idle in the pool (lazily re-armed: no task per request).
+    var idleTimer: DeadlineTimer?
 
     init(channel: any Channel, handler: UpstreamConnectionHandler, endpoint: HostPort, endpointIndex: Int) {
         self.channel = channel
@@ -128,10 +129,12 @@ final class UpstreamPool {
             waiter.promise.assumeIsolated().succeed(connection)
             return
         }
-        let idleTimeout = TimeAmount(self.key.idleTimeout)
-        connection.idleTimer = self.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [weak connection] in
-            connection?.channel.close(promise: nil)
+        if connection.idleTimer == nil {
+            connection.idleTimer = DeadlineTimer(eventLoop: self.eventLoop) { [weak connection] in
+                connection?.channel.close(promise: nil)
+            }
         }
+        connection.idleTimer?.set(.now() + TimeAmount(self.key.idleTimeout))
         self.endpoints[connection.endpointIndex].idle.append(connection)
     }
 
@@ -149,8 +152,7 @@ final class UpstreamPool {
 
     private func popIdle(_ index: Int) -> UpstreamConnection? {
         while let connection = self.endpoints[index].idle.popLast() {
-            connection.idleTimer?.cancel()
-            connection.idleTimer = nil
+            connection.idleTimer?.clear()
             if connection.channel.isActive { return connection }
         }
         return nil
