@@ -172,11 +172,11 @@ extension Array where Element == UInt8 {
 
 enum Hex {
     static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
+        out.reserveCapacity(64)
         for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
+            out.append(CanonicalJSON.hexDigit(byte >> 4))
+            out.append(CanonicalJSON.hexDigit(byte & 0xF))
         }
         return String(decoding: out, as: UTF8.self)
     }

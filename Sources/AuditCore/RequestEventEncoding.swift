@@ -74,29 +74,16 @@ extension AuditChain {
         w.end()
 
         // hash over the event without `hash`, then the line with it, at its sorted place.
-        var digestHex = [UInt8](repeating: 0, count: 64)
-        func hex(_ bytes: some Sequence<UInt8>) {
-            var i = 0
-            for byte in bytes {
-                digestHex[i] = CanonicalJSON.hexDigit(byte >> 4)
-                digestHex[i + 1] = CanonicalJSON.hexDigit(byte & 0xF)
-                i += 2
-            }
-        }
-        if let key = self.key {
-            hex(HMAC<SHA256>.authenticationCode(for: w.out, using: key))
-        } else {
-            hex(SHA256.hash(data: w.out))
-        }
+        let hash = self.key.map { Hex.encode(HMAC<SHA256>.authenticationCode(for: w.out, using: $0)) }
+            ?? Hex.encode(SHA256.hash(data: w.out))
         var line = [UInt8]()
         line.reserveCapacity(w.out.count + 74)
         line.append(contentsOf: w.out[0..<hashPosition])
         // At hashPosition the next member's comma follows: the hash member brings its own leading one.
         line.append(contentsOf: ",\"hash\":\"".utf8)
-        line.append(contentsOf: digestHex)
+        line.append(contentsOf: hash.utf8)
         line.append(UInt8(ascii: "\""))
         line.append(contentsOf: w.out[hashPosition...])
-        let hash = String(decoding: digestHex, as: UTF8.self)
         let sealed = SealedAuditEvent(seq: self.nextSeq, hash: hash, kind: kind, time: time, line: line)
         self.nextSeq += 1
         self.head = hash

@@ -95,17 +95,7 @@ public final class FileAuditSink: AuditSink, @unchecked Sendable {
 
     private func flushBuffer() throws {
         guard !self.buffer.isEmpty else { return }
-        try self.buffer.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(self.fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw AuditIOError(operation: "write", path: self.config.path, errno: errno)
-                }
-                offset += n
-            }
-        }
+        try writeAll(self.buffer, to: self.fd, path: self.config.path)
         self.size += Int64(self.buffer.count)
         self.unsynced = true
         self.buffer.removeAll(keepingCapacity: true)
@@ -191,21 +181,26 @@ public final class StdoutAuditSink: AuditSink, @unchecked Sendable {
             self.buffer.append(contentsOf: event.line)
             self.buffer.append(UInt8(ascii: "\n"))
         }
-        try self.buffer.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(1, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw AuditIOError(operation: "write", path: "stdout", errno: errno)
-                }
-                offset += n
-            }
-        }
+        try writeAll(self.buffer, to: 1, path: "stdout")
     }
 
     public func tick(now: AuditTime) throws {}
     public func close(deadline: Double) {}
+}
+
+/// Writes every byte (a short write continues, EINTR retries).
+private func writeAll(_ bytes: [UInt8], to fd: Int32, path: String) throws {
+    try bytes.withUnsafeBytes { raw in
+        var offset = 0
+        while offset < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AuditIOError(operation: "write", path: path, errno: errno)
+            }
+            offset += n
+        }
+    }
 }
 
 public struct AuditIOError: Error, CustomStringConvertible {

@@ -56,11 +56,9 @@ final class Exchange: UpstreamReceiver {
     var audited = false
     /// In the loop's long-running watch (until its event or its end).
     var watchedForLongRunning = false
-    var method: String
-    var host: String
-    var path: String
-    var rawQuery: Substring?
-    var userAgent: String?
+    /// The client's head, as received (a reference, not a copy): the event's method, host, path, query and
+    /// user agent are read from it, and from ``prepared``, only when the event is built.
+    let head: HTTPRequestHead
     /// The policy allowed the request (it was, or was to be, forwarded).
     var allowed = false
     var rule: Int?
@@ -78,16 +76,20 @@ final class Exchange: UpstreamReceiver {
         self.expectsBody = expectsBody
         self.startedAt = startedAt
         self.startedWall = startedWall
-        self.method = head.method.rawValue
-        self.host = head.headers.first(name: "host") ?? ""
-        let target = head.uri
-        if let question = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
-            self.path = String(target[..<question].prefix(2048))
-            self.rawQuery = target[target.index(after: question)...]
-        } else {
-            self.path = String(target.prefix(2048))
+        self.head = head
+    }
+
+    /// What the audit event says of the request: the normalized host and path once the request was routed,
+    /// the head's otherwise (bounded); the raw query (redacted by the caller).
+    var auditTarget: (host: String, path: String, query: Substring?) {
+        let target = self.head.uri
+        let question = target.utf8.firstIndex(of: UInt8(ascii: "?"))
+        let query = question.map { target[target.index(after: $0)...] }
+        if let prepared = self.prepared {
+            return (prepared.facts.host, prepared.facts.path, query)
         }
-        self.userAgent = head.headers.first(name: "user-agent").map { String($0.prefix(512)) }
+        let rawPath = question.map { target[..<$0] } ?? target[...]
+        return (self.head.headers.first(name: "host") ?? "", String(rawPath.prefix(2048)), query)
     }
 
 

@@ -347,8 +347,6 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             exchange.requestID = prepared.requestID
             exchange.routeName = prepared.route.name
             exchange.prepared = prepared
-            exchange.host = prepared.facts.host
-            exchange.path = prepared.facts.path
             if prepared.requestedUpgrade { self.keepAlive = false }
             let input = AuthenticationInput(
                 route: prepared.route,
@@ -474,9 +472,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         exchange.phase = .forwarding
         exchange.upstream = connection
         exchange.reusedConnection = connection.exchangesServed > 0
-        if let remote = connection.channel.remoteAddress {
-            exchange.upstreamAddress = "\(remote.ipAddress ?? "?"):\(remote.port ?? 0)"
-        }
+        exchange.upstreamAddress = connection.remoteText
         connection.handler.receiver = exchange
         connection.handler.setReadsAllowed(self.context?.channel.isWritable ?? true)
         upstreamContext.write(NIOAny(HTTPClientRequestPart.head(head)), promise: nil)
@@ -871,7 +867,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             decision = .error
             reason = "client_closed"
         }
-        let query = exchange.rawQuery.map {
+        let target = exchange.auditTarget
+        let query = target.query.map {
             QueryRedaction.redact($0, keeping: exchange.prepared?.route.config.auditQueryParameters ?? [])
         }
         let tls = self.connection.tls
@@ -887,9 +884,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             clientPort: self.peerPort,
             tlsVersion: tls?.tlsVersion?.rawValue,
             sni: tls?.serverName,
-            method: exchange.method,
-            host: exchange.host,
-            path: exchange.path,
+            method: exchange.head.method.rawValue,
+            host: target.host,
+            path: target.path,
             query: query,
             status: exchange.status,
             bytesIn: exchange.requestBodyBytes,
@@ -897,7 +894,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             timeToFirstByteMicros: exchange.firstByteAt.map { ($0 - exchange.startedAt).nanoseconds / 1000 },
             durationMicros: (now - exchange.startedAt).nanoseconds / 1000,
             upstream: exchange.upstreamAddress,
-            userAgent: exchange.userAgent,
+            userAgent: exchange.head.headers.first(name: "user-agent").map { String($0.prefix(512)) },
             aborted: aborted,
             suppressedBefore: suppressedBefore
         )

@@ -82,33 +82,18 @@ enum BearerTokenSource {
         guard tokenStart < end else { return .malformed }  // "Bearer" alone
         guard value[tokenStart] == UInt8(ascii: " ") else { return .notBearer }  // "Bearerx..."
         while tokenStart < end, value[tokenStart] == UInt8(ascii: " ") { tokenStart += 1 }
-        guard tokenStart < end, Self.isB64Token(UnsafeBufferPointer(rebasing: value[tokenStart..<end])) else {
+        guard tokenStart < end, Self.isB64Token(bytes: value[tokenStart..<end]) else {
             return .malformed
         }
         return .token(tokenStart..<end)
     }
 
-    static func isB64Token(_ token: UnsafeBufferPointer<UInt8>) -> Bool {
+    /// RFC 6750 b64token: ALPHA DIGIT - . _ ~ + / then any number of =.
+    static func isB64Token(_ token: Substring) -> Bool { self.isB64Token(bytes: token.utf8) }
+
+    static func isB64Token(bytes token: some Sequence<UInt8>) -> Bool {
         var sawPadding = false
         for byte in token {
-            switch byte {
-            case UInt8(ascii: "="):
-                sawPadding = true
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
-                if sawPadding { return false }
-            default:
-                return false
-            }
-        }
-        return true
-    }
-
-    /// RFC 6750 b64token: ALPHA DIGIT - . _ ~ + / then any number of =.
-    static func isB64Token(_ token: Substring) -> Bool {
-        var sawPadding = false
-        for byte in token.utf8 {
             switch byte {
             case UInt8(ascii: "="):
                 sawPadding = true

@@ -16,6 +16,8 @@ final class UpstreamConnection {
     var exchangesServed = 0
     /// Closes the connection when it stays idle in the pool (lazily re-armed: no task per request).
     var idleTimer: DeadlineTimer?
+    /// `address:port` of the upstream (the audit event's `upstream`), formatted once per connection.
+    private(set) lazy var remoteText: String? = self.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
 
     init(channel: any Channel, handler: UpstreamConnectionHandler, endpoint: HostPort, endpointIndex: Int) {
         self.channel = channel
