@@ -412,9 +412,11 @@ struct AuditTests {
         for served in status where served.status == 200 {
             #expect(stdout.contains("\"request_id\":\"\(served.requestID)\""), "event of \(served.requestID)")
         }
-        // The refused requests' own events found no room: they are counted, not lost silently.
-        let dropped = Self.droppedCounts(stdout)
-        #expect(dropped >= status.filter { $0.status == 503 }.count)
+        // The refused requests' own events are recorded if the writer made room in between (it polls every
+        // 2 ms, so a 16-event buffer can be full for an instant), or counted: never lost silently.
+        let refused = status.filter { $0.status == 503 }
+        let refusedRecorded = refused.filter { stdout.contains("\"request_id\":\"\($0.requestID)\"") }.count
+        #expect(Self.droppedCounts(stdout) + refusedRecorded >= refused.count)
     }
 
     @Test("drop: requests go on while the sink is stuck; the loss is counted in an audit.dropped event")

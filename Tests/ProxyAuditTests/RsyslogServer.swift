@@ -149,6 +149,7 @@ final class RsyslogServer: @unchecked Sendable {
     func start(timeout: Double = 5) throws {
         try self.lock.withLock {
             guard self.pid == nil else { throw Failure("rsyslogd already started") }
+            self.cutTornLastLine()
             // -n: foreground; -C: no chdir to /; -f: our config; -i: our pid file.
             self.pid = try spawnWithDefaultSignals(
                 executable: try findExecutable("rsyslogd"),
@@ -214,6 +215,16 @@ final class RsyslogServer: @unchecked Sendable {
         let stderr = (try? String(contentsOfFile: self.stderrFile, encoding: .utf8)) ?? ""
         let ownLog = (try? String(contentsOfFile: self.internalLog, encoding: .utf8)) ?? ""
         return "stderr: \(stderr.suffix(2000)) log: \(ownLog.suffix(2000))"
+    }
+
+    /// A SIGKILLed rsyslogd can leave half a line in its output file; the next instance appends after it.
+    /// That half was never a received message: cut it, as the audit file sink does with its own file.
+    private func cutTornLastLine() {
+        guard let data = FileManager.default.contents(atPath: self.outputFile), let last = data.last,
+            last != UInt8(ascii: "\n")
+        else { return }
+        let keep = (data.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
+        _ = FileManager.default.createFile(atPath: self.outputFile, contents: data.prefix(keep))
     }
 
     /// The messages received so far (complete lines only).
