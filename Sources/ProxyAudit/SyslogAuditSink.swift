@@ -856,8 +856,13 @@ final class SyslogConnection {
     }
 
     /// Writes queued events while the channel takes them.
+    ///
+    /// A write can fail at once (the peer reset the connection): the channel then closes inside
+    /// `writeAndFlush`, and ``linkDown(_:error:)`` puts this link's events back in the backlog. The loop must
+    /// stop there: a closed channel still reports itself writable, and writing on would move the requeued
+    /// events onto the dead link, where nothing ever resends them.
     private func drain(_ link: SyslogLink, _ channel: any Channel) {
-        while channel.isWritable {
+        while !link.isDown, channel.isActive, channel.isWritable {
             let events = self.shared.withLock { state -> [SealedAuditEvent] in
                 var taken: [SealedAuditEvent] = []
                 var bytes = 0
