@@ -51,6 +51,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
     private var closing = false
     private var inputClosed = false
     private var requestCount = 0
+    /// The parser failed on a request that follows the one being served (pipelined): answered, and the
+    /// connection closed, once the requests queued before it are done.
+    private var pendingParserError: ReasonCode?
 
     // Timeouts, each one lazily re-armed task per connection (DeadlineTimer), not one per request.
     private var idleTimer: DeadlineTimer?
@@ -148,6 +151,13 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if let parserError = error as? HTTPParserError {
             let reason = Self.reason(for: parserError)
             self.logger.debug("client request refused by parser", metadata: ["proxy_error": "\(parserError)"])
+            if let exchange = self.exchange, exchange.requestEndReceived {
+                // A later request is malformed, not the one being served: that one (and any queued before the
+                // bad one) is answered first. The decoder delivers nothing after an error.
+                self.pendingParserError = reason
+                self.updateReads()
+                return
+            }
             self.keepAlive = false
             self.inbox.removeAll()
             if let exchange = self.exchange {
@@ -193,10 +203,13 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         if self.closing {
             want = false
         } else if let exchange = self.exchange {
-            // Read more of this request only while it streams to an upstream that can take it.
             if exchange.requestEndReceived {
-                want = false
+                // The request is complete. Keep reading until a next (pipelined) request is queued: pausing and
+                // resuming here would cost two epoll_ctl calls per request, and a client that goes away is noticed
+                // while its request is still being served.
+                want = self.inbox.isEmpty && self.pendingParserError == nil
             } else if exchange.phase == .forwarding, let upstream = exchange.upstream {
+                // Read more of this request only while it streams to an upstream that can take it.
                 want = upstream.channel.isWritable
             } else {
                 want = false
@@ -291,8 +304,13 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 self.startExchange(head)
             }
         }
-        if self.exchange == nil && self.inbox.isEmpty && self.inputClosed && !self.closing {
-            self.closeNow()
+        if self.exchange == nil && self.inbox.isEmpty && !self.closing {
+            if let reason = self.pendingParserError {
+                self.pendingParserError = nil
+                self.respondWithoutExchange(reason: reason)
+            } else if self.inputClosed {
+                self.closeNow()
+            }
         }
         self.updateReads()
     }

@@ -54,12 +54,14 @@ enum RequestBodyFraming: Sendable, Equatable {
 }
 
 /// A request that passed parsing, normalization and routing, ready for the identity and policy stages.
-struct PreparedRequest {
+/// A class, not a struct: the exchange keeps it and the request path reads it at every stage; a struct of this
+/// size was copied (a retain and release per field) at each of those reads.
+final class PreparedRequest: Sendable {
     let route: CompiledRoute
     let requestID: String
     let facts: RequestFacts
     /// The head the upstream receives (sanitized, forwarded headers set, normalized target).
-    var upstreamHead: HTTPRequestHead
+    let upstreamHead: HTTPRequestHead
     let clientVersion: HTTPVersion
     let clientKeepAlive: Bool
     let expectContinue: Bool
@@ -70,6 +72,32 @@ struct PreparedRequest {
     let requestedUpgrade: Bool
     /// The original request head (for the identity stage: Authorization, cookies). Never logged.
     let clientHead: HTTPRequestHead
+
+    init(
+        route: CompiledRoute,
+        requestID: String,
+        facts: RequestFacts,
+        upstreamHead: HTTPRequestHead,
+        clientVersion: HTTPVersion,
+        clientKeepAlive: Bool,
+        expectContinue: Bool,
+        framing: RequestBodyFraming,
+        isIdempotent: Bool,
+        requestedUpgrade: Bool,
+        clientHead: HTTPRequestHead
+    ) {
+        self.route = route
+        self.requestID = requestID
+        self.facts = facts
+        self.upstreamHead = upstreamHead
+        self.clientVersion = clientVersion
+        self.clientKeepAlive = clientKeepAlive
+        self.expectContinue = expectContinue
+        self.framing = framing
+        self.isIdempotent = isIdempotent
+        self.requestedUpgrade = requestedUpgrade
+        self.clientHead = clientHead
+    }
 }
 
 enum PreparationOutcome {

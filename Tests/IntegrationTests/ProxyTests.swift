@@ -169,6 +169,63 @@ struct ProxyTests {
         }
     }
 
+    @Test("a malformed pipelined request is answered 400 after the requests before it, then the connection closes")
+    func malformedPipelinedRequest() async throws {
+        let env = try await ProxyEnvironment()
+        defer { env.stop() }
+        // All in one write: the parser fails on the third while the first is being served. Earlier the error
+        // aborted the first request; now the two good ones are answered, then the 400.
+        let client = try RawClient(port: env.port)
+        try client.send(
+            "GET /slow/300/one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n"
+                + "GET /three HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n"
+        )
+        let (text, closed) = client.readUntilClose(timeout: 10)
+        #expect(Self.statusLines(text) == ["HTTP/1.1 200", "HTTP/1.1 200", "HTTP/1.1 400"], "\(text)")
+        #expect(text.contains("GET /slow/300/one") && text.contains("GET /two"))
+        #expect(text.contains("malformed_request"))
+        #expect(closed)
+        #expect(env.upstream.requests.filter { $0.uri.hasPrefix("/three") }.isEmpty)
+
+        // The same with the bad request sent while the first is being served (reads stay on during an exchange).
+        let later = try RawClient(port: env.port)
+        try later.send("GET /slow/300/first HTTP/1.1\r\nHost: a\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(100))
+        try later.send("NOT HTTP AT ALL\r\n\r\n")
+        let (laterText, laterClosed) = later.readUntilClose(timeout: 10)
+        #expect(Self.statusLines(laterText) == ["HTTP/1.1 200", "HTTP/1.1 400"], "\(laterText)")
+        #expect(laterText.contains("GET /slow/300/first"))
+        #expect(laterClosed)
+    }
+
+    /// `HTTP/1.1 NNN` of each response in a stream of responses (a body need not end with a line break).
+    static func statusLines(_ text: String) -> [String] {
+        var found: [String] = []
+        var rest = text[...]
+        while let range = rest.range(of: "HTTP/1.1 ") {
+            let line = rest[range.lowerBound...].prefix(12)
+            if line.dropFirst(9).allSatisfy(\.isNumber) { found.append(String(line)) }
+            rest = rest[range.upperBound...]
+        }
+        return found
+    }
+
+    @Test("a request sent while the previous one is being served is answered next, in order")
+    func requestDuringExchange() async throws {
+        let env = try await ProxyEnvironment()
+        defer { env.stop() }
+        let client = try RawClient(port: env.port)
+        try client.send("GET /slow/300/one HTTP/1.1\r\nHost: a\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(100))
+        try client.send("GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        let responses = client.readResponses(2, timeout: 10)
+        #expect(responses.count == 2)
+        if responses.count == 2 {
+            #expect(responses[0].contains("GET /slow/300/one"))
+            #expect(responses[1].contains("GET /two"))
+        }
+    }
+
     @Test("limits: oversized headers 431, body over the route limit 413, slow headers 408 without hurting others")
     func limits() async throws {
         let env = try await ProxyEnvironment()
