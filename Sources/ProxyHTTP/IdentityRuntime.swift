@@ -88,16 +88,17 @@ public final class IdentityRegistry: Sendable {
 
 /// Counters for tests and (later) metrics.
 public final class ProxyCounters: Sendable {
-    private let tokenVerifications = NIOLockedValueBox(0)
-    private let tokenCacheHits = NIOLockedValueBox(0)
+    // Atomics, not locks: the cache-hit counter moves on every authenticated request.
+    private let tokenVerifications = Atomic<Int>(0)
+    private let tokenCacheHits = Atomic<Int>(0)
 
     public init() {}
 
-    func countVerification() { self.tokenVerifications.withLockedValue { $0 += 1 } }
-    func countCacheHit() { self.tokenCacheHits.withLockedValue { $0 += 1 } }
+    func countVerification() { self.tokenVerifications.add(1, ordering: .relaxed) }
+    func countCacheHit() { self.tokenCacheHits.add(1, ordering: .relaxed) }
 
-    public var verifications: Int { self.tokenVerifications.withLockedValue { $0 } }
-    public var cacheHits: Int { self.tokenCacheHits.withLockedValue { $0 } }
+    public var verifications: Int { self.tokenVerifications.load(ordering: .relaxed) }
+    public var cacheHits: Int { self.tokenCacheHits.load(ordering: .relaxed) }
 
     // audit
     private let auditRefusals = Atomic<Int>(0)

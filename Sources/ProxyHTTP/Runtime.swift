@@ -167,10 +167,11 @@ final class LoopContext {
         self.eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self] in
             guard let self else { return }
             let now = NIODeadline.now()
-            for (key, entry) in self.longRunning where entry.deadline <= now || entry.exchange == nil {
+            for (key, entry) in self.longRunning
+            where entry.deadline <= now || entry.handler == nil || entry.exchange.audited {
                 self.longRunning[key] = nil
-                if let handler = entry.handler, let exchange = entry.exchange {
-                    handler.recordLongRunning(exchange)
+                if let handler = entry.handler, !entry.exchange.audited {
+                    handler.recordLongRunning(entry.exchange)
                 }
             }
             if self.longRunning.isEmpty {
@@ -219,7 +220,9 @@ extension LoopContext: Sendable {}
 
 struct LongRunningEntry {
     weak var handler: ProxyServerHandler?
-    weak var exchange: Exchange?
+    /// Strong (a weak reference would give every allowed exchange a refcount side table); the entry goes when
+    /// the exchange is audited (`unwatchLongRunning`), or at the next sweep once its handler is gone.
+    let exchange: Exchange
     let deadline: NIODeadline
 }
 

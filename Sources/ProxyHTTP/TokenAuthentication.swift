@@ -92,20 +92,32 @@ enum BearerTokenSource {
     static func isB64Token(_ token: Substring) -> Bool { self.isB64Token(bytes: token.utf8) }
 
     static func isB64Token(bytes token: some Sequence<UInt8>) -> Bool {
+        // A table lookup per byte: a bearer token is about 1 KB and is scanned on every request.
+        let table = Self.b64TokenTable
         var sawPadding = false
         for byte in token {
-            switch byte {
-            case UInt8(ascii: "="):
-                sawPadding = true
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+            switch table[Int(byte)] {
+            case 1:
                 if sawPadding { return false }
+            case 2:
+                sawPadding = true
             default:
                 return false
             }
         }
         return true
+    }
+
+    /// 1: a b64token character (ALPHA DIGIT - . _ ~ + /), 2: `=`, 0: anything else.
+    private static let b64TokenTable: [UInt8] = (0..<256).map { value -> UInt8 in
+        switch UInt8(value) {
+        case UInt8(ascii: "="): return 2
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+            return 1
+        default: return 0
+        }
     }
 
     static func cookie(named name: String, in headers: HTTPHeaders) -> Substring? {

@@ -17,7 +17,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
-    weak var receiver: (any UpstreamReceiver)?
+    /// The exchange being served. Strong, cleared when the exchange lets the connection go (the pool's
+    /// `release`, or the connection's end): a weak reference would give every exchange a refcount side table,
+    /// which makes each of its retains and releases take the runtime's slow path.
+    var receiver: (any UpstreamReceiver)?
     private var readsAllowed = true
     private var readPending = false
     private(set) var context: ChannelHandlerContext?
