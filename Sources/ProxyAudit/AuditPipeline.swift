@@ -77,14 +77,34 @@ public final class AuditPipeline: @unchecked Sendable {
         (self.chain.nextSeq, self.chain.head, self.chainStart != nil)
     }
 
+    /// The writer thread's name.
+    public static let threadName = "audit-writer"
+
+    /// Linux: `/proc/thread-self/comm` (what `pthread_setname_np` does; Swift's Glibc module does not export
+    /// it, and `prctl` is variadic). Best effort.
+    private static func nameCurrentThread(_ name: String) {
+        #if os(Linux)
+        let fd = open("/proc/thread-self/comm", O_WRONLY)
+        guard fd >= 0 else { return }
+        let bytes = Array(name.utf8.prefix(15))
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        #endif
+    }
+
     public func start() {
         if let chainStart = self.chainStart {
             // The first event of a new chain says why there is a new chain.
             self.queue.force(AuditEvent(kind: AuditKind.chainStart, time: AuditClock.now(), fields: chainStart))
             self.chainStart = nil
         }
-        let thread = Thread { [self] in self.run() }
-        thread.name = "portcullis-audit"
+        let thread = Thread { [self] in
+            // The kernel's name for the thread (`ps -L`, `/proc/PID/task/TID/comm`, the benchmark's per-thread
+            // CPU): at most 15 bytes. Foundation's `Thread.name` does not set it on Linux.
+            Self.nameCurrentThread(Self.threadName)
+            self.run()
+        }
+        thread.name = Self.threadName
         thread.stackSize = 1 << 20
         self.thread = thread
         thread.start()
@@ -163,6 +183,10 @@ public final class AuditPipeline: @unchecked Sendable {
             }
             self.deliver(sealed)
             self.tick(now: now, force: false)
+            // A batch that did not fill up means the writer has caught up: wait for more rather than come back for
+            // the few events submitted meanwhile (a write per handful of events, and a thread that competes with
+            // the event loops for the core).
+            if batch.count < 1024 { usleep(2000) }
         }
         for sink in self.sinks { sink.close(deadline: self.closeDeadline) }
         self.writeHead(now: AuditClock.now(), force: true)

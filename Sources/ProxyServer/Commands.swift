@@ -92,7 +92,7 @@ public enum PortcullisCommands {
         let instance = loaded.config.server.instanceID ?? ProcessInfo.processInfo.hostName
         logger[metadataKey: "proxy_instance"] = "\(instance)"
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: EventLoopCount.forThisProcess())
         let snapshot: RuntimeSnapshot
         do {
             snapshot = try await RuntimeSnapshot.make(config: loaded.config, digest: loaded.digest, logger: logger)

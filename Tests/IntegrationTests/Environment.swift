@@ -88,7 +88,8 @@ final class ProxyEnvironment: @unchecked Sendable {
         listenerExtra: String = "",
         limits: String = ProxyEnvironment.defaultLimits,
         pollInterval: String = "0s",
-        upstream: TestUpstream? = nil
+        upstream: TestUpstream? = nil,
+        launcher: [String] = []
     ) async throws {
         if let upstream {
             self.upstream = upstream
@@ -110,7 +111,7 @@ final class ProxyEnvironment: @unchecked Sendable {
             limits: limits,
             pollInterval: pollInterval
         )
-        self.proxy = try ProxyProcess(config: text, waitPort: self.port, dir: self.dir)
+        self.proxy = try ProxyProcess(config: text, waitPort: self.port, dir: self.dir, launcher: launcher)
         try waitForPort(self.adminPort)
     }
 

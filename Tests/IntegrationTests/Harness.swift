@@ -167,7 +167,15 @@ final class ProxyProcess: @unchecked Sendable {
 
     /// Writes `config` to a temp file and starts `portcullis serve` on it; waits until `waitPort` accepts.
     /// `standardOutput`: where stdout goes (default: the log file); the audit tests give a pipe.
-    init(config: String, waitPort: Int, extraArguments: [String] = [], dir: URL? = nil, standardOutput: Pipe? = nil) throws {
+    /// `launcher`: a command that execs the proxy (e.g. `taskset -c 0`); the pid stays the proxy's.
+    init(
+        config: String,
+        waitPort: Int,
+        extraArguments: [String] = [],
+        dir: URL? = nil,
+        standardOutput: Pipe? = nil,
+        launcher: [String] = []
+    ) throws {
         self.dir = try dir ?? makeTempDir()
         self.configPath = self.dir.appendingPathComponent("policy.yaml").path
         self.logPath = self.dir.appendingPathComponent("portcullis.log").path
@@ -175,8 +183,14 @@ final class ProxyProcess: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: self.logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: self.logPath))
         self.process = Process()
-        self.process.executableURL = URL(fileURLWithPath: try portcullisBinary())
-        self.process.arguments = ["serve", "--config", self.configPath, "--log-level", "trace"] + extraArguments
+        let arguments = ["serve", "--config", self.configPath, "--log-level", "trace"] + extraArguments
+        if let command = launcher.first {
+            self.process.executableURL = URL(fileURLWithPath: command)
+            self.process.arguments = Array(launcher.dropFirst()) + [try portcullisBinary()] + arguments
+        } else {
+            self.process.executableURL = URL(fileURLWithPath: try portcullisBinary())
+            self.process.arguments = arguments
+        }
         self.process.standardError = log
         self.process.standardOutput = standardOutput ?? log
         // NIO's strict mode turns misuse (e.g. scheduling on a shut-down loop) into a crash the tests see.

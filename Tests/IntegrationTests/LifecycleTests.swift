@@ -28,6 +28,42 @@ struct LifecycleTests {
         #expect(env.proxy.log.contains("drained"))
     }
 
+    @Test("one event loop per CPU the process may run on: taskset -c 0 gives one, no affinity one per CPU")
+    func eventLoopsFollowCPUAffinity() async throws {
+        // NIO's core count ignores the affinity mask; two loops on one core took turns every few milliseconds.
+        let pinned = try await ProxyEnvironment(launcher: ["/usr/bin/taskset", "-c", "0"])
+        defer { pinned.stop() }
+        #expect(Self.eventLoopThreads(pid: pinned.proxy.pid) == 1)
+        #expect(try curl(["\(pinned.base)/pinned"]).status == 200)
+
+        let free = try await ProxyEnvironment()
+        defer { free.stop() }
+        let allowed = try #require(Self.allowedCPUs(pid: getpid()))
+        #expect(Self.eventLoopThreads(pid: free.proxy.pid) == allowed)
+    }
+
+    /// Threads of `pid` named by NIO's event loops (`NIO-ELT-<group>-#<n>`).
+    static func eventLoopThreads(pid: Int32) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.filter { tid in
+            let name = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8)) ?? ""
+            return name.hasPrefix("NIO-ELT-")
+        }.count
+    }
+
+    /// The CPUs in `Cpus_allowed_list` of `/proc/PID/status` (e.g. `0-1,4`).
+    static func allowedCPUs(pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
+        else { return nil }
+        var count = 0
+        for part in line.dropFirst("Cpus_allowed_list:".count).split(separator: ",") {
+            let bounds = part.trimmingCharacters(in: .whitespaces).split(separator: "-").compactMap { Int($0) }
+            count += bounds.count == 2 ? bounds[1] - bounds[0] + 1 : bounds.count
+        }
+        return count
+    }
+
     @Test("SIGHUP reload swaps a route; an invalid file is refused and the old policy keeps serving")
     func reload() async throws {
         let env = try await ProxyEnvironment()
