@@ -430,9 +430,10 @@ for line in text.splitlines():
         row.update(json.loads(line[len("BENCH_RESULT "):]))
 if "requests" not in row:
     row["status"] = status if status != "ok" else "no_wrk_result"
-tb, hb, clk = map(int, before.split())
-ta, ha, _ = map(int, after.split())
+tb, hb, clk, ab = map(int, before.split())
+ta, ha, _, aa = map(int, after.split())
 row["cpu_seconds"] = (ta - tb) / clk
+row["audit_cpu_seconds"] = (aa - ab) / clk
 row["peak_rss_kib"] = ha
 row["verifications"] = int(va) - int(vb) if int(vb) >= 0 and int(va) >= 0 else None
 print(json.dumps(row))

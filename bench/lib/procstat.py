@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """procstat.py PID: CPU ticks (utime+stime, all threads) and peak RSS (VmHWM, KiB) of PID and its
-descendants (nginx's master and worker), as "TICKS HWM_KIB CLK_TCK". Missing processes count zero."""
+descendants (nginx's master and worker), and the CPU ticks of the thread named audit-writer (Portcullis' audit
+writer: sealing, the sinks, fsync), as "TICKS HWM_KIB CLK_TCK AUDIT_TICKS". Missing processes count zero."""
 import os
 import sys
 
@@ -16,8 +17,29 @@ def children(pid):
     return found
 
 
+AUDIT_THREAD = "audit-writer"  # AuditPipeline.threadName
+
+
+def audit_ticks(pid):
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    if f.read().strip() != AUDIT_THREAD:
+                        continue
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return total
+
+
 def main():
-    ticks = hwm = 0
+    ticks = hwm = audit = 0
     todo = [int(a) for a in sys.argv[1:]]
     seen = set()
     while todo:
@@ -29,6 +51,7 @@ def main():
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+            audit += audit_ticks(pid)
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("VmHWM:"):
@@ -36,7 +59,7 @@ def main():
         except OSError:
             continue
         todo += children(pid)
-    print(ticks, hwm, os.sysconf("SC_CLK_TCK"))
+    print(ticks, hwm, os.sysconf("SC_CLK_TCK"), audit)
 
 
 main()
