@@ -45,6 +45,8 @@ enum HeaderSanitizer {
     /// A response from the upstream, made fit for the client: hop-by-hop fields removed, `Via` added.
     static func sanitizeResponse(_ head: HTTPResponseHead, clientVersion: HTTPVersion, requestID: String) -> HTTPResponseHead {
         var out = HTTPResponseHead(version: clientVersion, status: head.status)
+        // One allocation for the copied headers and the two added, not one per doubling.
+        out.headers.reserveCapacity(head.headers.count + 2)
         let listed = connectionTokens(head.headers)
         for (name, value) in head.headers {
             let lower = name.lowercased()

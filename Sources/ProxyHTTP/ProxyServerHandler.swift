@@ -455,6 +455,10 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         guard let prepared = exchange.prepared else { return }
         let pool = self.loop.pool(for: prepared.route.upstreamKey, tls: prepared.route.upstreamTLS)
         exchange.pool = pool
+        if !fresh, let connection = pool.takeIdle() {
+            self.attach(exchange, connection: connection)
+            return
+        }
         pool.acquire(connectTimeout: TimeAmount(prepared.route.config.timeouts.connect), fresh: fresh)
             .assumeIsolated().whenComplete { [weak self] result in
                 guard let self, self.exchange === exchange, exchange.phase == .connecting else {

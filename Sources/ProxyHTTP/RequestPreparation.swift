@@ -241,6 +241,8 @@ enum RequestPreparation {
             method: head.method,
             uri: route.upstreamPath(for: target.path) + (target.query.map { "?" + $0 } ?? "")
         )
+        // The client's headers plus the five added below, in one allocation.
+        upstream.headers.reserveCapacity(head.headers.count + 5)
         let listed = HeaderSanitizer.connectionTokens(head.headers)
         let stripAuthorization = route.config.auth != nil && !route.config.forwardToken
         // A token header configured on the route is a credential too.

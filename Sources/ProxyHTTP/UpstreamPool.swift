@@ -115,6 +115,25 @@ final class UpstreamPool {
         return promise.futureResult
     }
 
+    /// The request path's fast path: the idle connection `acquire` would hand out now, without a future (a promise,
+    /// a future and a callback per request). nil when `acquire` would connect, wait or fail instead.
+    func takeIdle() -> UpstreamConnection? {
+        self.eventLoop.assertInEventLoop()
+        if self.key.scheme == .https && self.tls == nil { return nil }
+        let count = self.endpoints.count
+        let start = self.nextEndpoint
+        for offset in 0..<count {
+            let index = (start + offset) % count
+            if let connection = self.popIdle(index) {
+                self.nextEndpoint = (start + 1) % count
+                return connection
+            }
+            // acquire would open a connection to this endpoint: leave that to it.
+            if self.endpoints[index].open < self.key.maxConnectionsPerEndpoint { return nil }
+        }
+        return nil
+    }
+
     /// Gives a connection back after an exchange. Only a connection that finished a complete exchange and
     /// may be kept alive is reusable; anything else is closed.
     func release(_ connection: UpstreamConnection, reusable: Bool) {
