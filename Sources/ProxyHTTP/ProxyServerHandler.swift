@@ -233,6 +233,9 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     // MARK: inbound
 
+    /// Arms the header-read timer at the first byte of a request. Bytes that arrive while an exchange runs (the
+    /// start of a pipelined head: reads stay on) do not arm it; after the response, a head that stops is an idle
+    /// keep-alive connection (idle timeout), and one that keeps trickling arms it with its next byte.
     func clientBytesArrived() {
         guard self.exchange == nil, self.inbox.isEmpty, self.headerTimer?.isSet == false, !self.closing else { return }
         self.idleTimer?.clear()

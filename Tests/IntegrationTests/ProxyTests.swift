@@ -210,6 +210,37 @@ struct ProxyTests {
         return found
     }
 
+    @Test("slowloris behind a served request: a next head trickled during and after it gets 408 after header_read_timeout")
+    func partialHeadDuringExchange() async throws {
+        let env = try await ProxyEnvironment()
+        defer { env.stop() }
+        // Reads stay on while a request is served, so the start of the next head arrives before the response. A
+        // head that then stops is an idle keep-alive connection (idle_timeout, 30 s here); one that keeps
+        // trickling is cut off header_read_timeout (1 s here) after its first byte past the response.
+        let client = try RawClient(port: env.port)
+        try client.send("GET /slow/300/one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n")
+        try await Task.sleep(for: .milliseconds(100))
+        try client.send("X-A: a")
+        let first = client.readResponses(1, timeout: 5)
+        #expect(first.first?.hasPrefix("HTTP/1.1 200") == true)
+        let trickleStarted = Date()
+        var closedAt: Date?
+        var received = ""
+        for _ in 0..<20 {
+            if (try? client.send("a")) == nil { break }
+            try await Task.sleep(for: .milliseconds(250))
+            let (text, closed) = client.readUntilClose(timeout: 0.05)
+            received += text
+            if closed {
+                closedAt = Date()
+                break
+            }
+        }
+        #expect(Self.statusLines(received) == ["HTTP/1.1 408"], "\(received)")
+        let elapsed = try #require(closedAt, "still open after 5 s of trickling").timeIntervalSince(trickleStarted)
+        #expect(elapsed < 2.5, "\(elapsed) s")
+    }
+
     @Test("a request sent while the previous one is being served is answered next, in order")
     func requestDuringExchange() async throws {
         let env = try await ProxyEnvironment()
