@@ -90,7 +90,7 @@ case "$MODE" in
         perf script -i "$WORK/malloc.data" -F ip,sym 2>/dev/null | python3 -c '
 import collections, re, subprocess, sys
 requests = int(sys.argv[1]) * 1.0
-internal = re.compile(r"malloc|swift_slowAlloc|swift_allocObject|Storage|_allocate|createNewbuffer|reserveCapacity|"
+internal = re.compile(r"malloc|swift_slowAlloc|swift_allocObject|Storage|_allocate|createNewbuffer|reserveCapacity|_ContiguousArrayBuffer|_consumeAndCreateNew|Array\.|"
                       r"_StringGuts|String\.init|ByteBuffer|append|copy|outlined|__swift_")
 samples = [s for s in sys.stdin.read().split("\n\n") if s.strip()]
 callers = collections.Counter()

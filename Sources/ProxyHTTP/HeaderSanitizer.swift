@@ -32,14 +32,48 @@ enum HeaderSanitizer {
         canonical.hasPrefix("x-portcullis-")
     }
 
-    /// The lower-cased tokens listed in Connection headers (they name further hop-by-hop headers).
+    /// The lower-cased tokens listed in Connection headers (they name further hop-by-hop headers), except
+    /// those that are hop-by-hop anyway (callers drop those first): the usual `keep-alive` gives an empty set,
+    /// which costs no allocation.
     static func connectionTokens(_ headers: HTTPHeaders) -> Set<String> {
+        guard headers.contains(name: "connection") else { return [] }
         var tokens: Set<String> = []
         for value in headers[canonicalForm: "connection"] {
             let token = value.trimmingASCIISpaces().lowercased()
-            if !token.isEmpty { tokens.insert(token) }
+            if !token.isEmpty, !Self.hopByHop.contains(token) { tokens.insert(token) }
         }
         return tokens
+    }
+
+    /// The value of the one header named `name` (ASCII case-insensitive); nil when there is none or more
+    /// than one. No allocation.
+    static func soleValue(of name: StaticString, in headers: HTTPHeaders) -> String? {
+        var found: String?
+        for (candidate, value) in headers where Self.equalsIgnoringASCIICase(candidate, name) {
+            if found != nil { return nil }
+            found = value
+        }
+        return found
+    }
+
+    /// A header value that `canonicalForm` would give back unchanged as its only element: not empty, no comma,
+    /// no space or tab at either end.
+    static func isSingleListElement(_ value: String) -> Bool {
+        let utf8 = value.utf8
+        guard let first = utf8.first, let last = utf8.last else { return false }
+        let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        return !blank(first) && !blank(last) && !utf8.contains(UInt8(ascii: ","))
+    }
+
+    private static func equalsIgnoringASCIICase(_ candidate: String, _ name: StaticString) -> Bool {
+        guard candidate.utf8.count == name.utf8CodeUnitCount else { return false }
+        var index = 0
+        for byte in candidate.utf8 {
+            let lower = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
+            if lower != name.utf8Start[index] { return false }
+            index += 1
+        }
+        return true
     }
 
     /// A response from the upstream, made fit for the client: hop-by-hop fields removed, `Via` added.

@@ -327,7 +327,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         }
         let expectsBody =
             head.headers.contains(name: "transfer-encoding")
-            || head.headers[canonicalForm: "content-length"].contains { $0 != "0" }
+            || (head.headers.contains(name: "content-length")
+                && head.headers[canonicalForm: "content-length"].contains { $0 != "0" })
         let exchange = Exchange(
             server: self,
             head: head,
@@ -603,15 +604,22 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 exchange.upstream?.handler.setReadsAllowed(false)
             }
         case .end(let trailers):
-            let endWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)))
+            if !exchange.requestEndReceived {
+                // The upstream answered before the whole request arrived: the rest cannot be skipped safely.
+                self.keepAlive = false
+            }
+            // Only a connection that closes after this response needs to know when the end is written.
+            let endWritten: EventLoopFuture<Void>?
+            if self.keepAlive {
+                context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)), promise: nil)
+                endWritten = nil
+            } else {
+                endWritten = context.writeAndFlush(Self.wrapOutboundOut(.end(trailers)))
+            }
             exchange.needsClientFlush = false
             if let connection = exchange.upstream, let pool = exchange.pool {
                 exchange.upstream = nil
                 pool.release(connection, reusable: exchange.upstreamKeepAlive && exchange.requestEndSent)
-            }
-            if !exchange.requestEndReceived {
-                // The upstream answered before the whole request arrived: the rest cannot be skipped safely.
-                self.keepAlive = false
             }
             self.finish(exchange, endWritten: endWritten)
         }

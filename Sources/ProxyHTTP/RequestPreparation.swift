@@ -186,14 +186,20 @@ enum RequestPreparation {
         case .failure(let reason): return .reject(reason, requestID: id, route: nil, close: declaresBody)
         }
 
-        // Host.
-        let hostHeaders = head.headers[canonicalForm: "host"]
-        if hostHeaders.count > 1 {
-            return .reject(.hostMismatch, requestID: id, route: nil, close: declaresBody)
+        // Host. The common case (one Host header holding one plain value) without the array `canonicalForm` builds.
+        let hostValue: String?
+        if let sole = HeaderSanitizer.soleValue(of: "host", in: head.headers), HeaderSanitizer.isSingleListElement(sole) {
+            hostValue = sole
+        } else {
+            let hostHeaders = head.headers[canonicalForm: "host"]
+            if hostHeaders.count > 1 {
+                return .reject(.hostMismatch, requestID: id, route: nil, close: declaresBody)
+            }
+            hostValue = hostHeaders.first.map { String($0) }
         }
         let rawHost: String
-        if let h = hostHeaders.first {
-            rawHost = String(h)
+        if let h = hostValue {
+            rawHost = h
         } else if let authority = target.authority, head.version.minor == 0 {
             rawHost = authority
         } else {

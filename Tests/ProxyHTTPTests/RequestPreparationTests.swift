@@ -182,6 +182,10 @@ struct RequestPreparationTests {
         arguments: [
             (head(.GET, "/x", []), ReasonCode.hostMissing),
             (head(.GET, "/x", [("Host", "a"), ("Host", "b")]), .hostMismatch),
+            // Host's one-value fast path must refuse what the list form refuses.
+            (head(.GET, "/x", [("Host", "a, b")]), .hostMismatch),
+            (head(.GET, "/x", [("host", "a"), ("HOST", "a")]), .hostMismatch),
+            (head(.GET, "/x", [("Host", "")]), .hostMissing),
             (head(.GET, "http://other.example.com/x", [("Host", "a.example.com")]), .hostMismatch),
             (head(.GET, "/x", [("Host", "bad host")]), .hostInvalid),
             (head(.GET, "/a%2fb", [("Host", "a")]), .pathEncodedSlash),
