@@ -115,9 +115,9 @@ public struct AuditChain: Sendable {
 
     static func digest(_ bytes: [UInt8], key: SymmetricKey?) -> String {
         if let key {
-            return Hex.encode(HMAC<SHA256>.authenticationCode(for: bytes, using: key))
+            return Hex.encode(digest: HMAC<SHA256>.authenticationCode(for: bytes, using: key))
         }
-        return Hex.encode(SHA256.hash(data: bytes))
+        return Hex.encode(digest: SHA256.hash(data: bytes))
     }
 }
 
@@ -171,6 +171,25 @@ extension Array where Element == UInt8 {
 }
 
 enum Hex {
+    /// A digest or MAC in lower-case hex, written straight into the string (one allocation).
+    static func encode(digest: SHA256Digest) -> String {
+        digest.withUnsafeBytes { raw in Self.encode(raw: raw) }
+    }
+
+    static func encode(digest: HashedAuthenticationCode<SHA256>) -> String {
+        digest.withUnsafeBytes { raw in Self.encode(raw: raw) }
+    }
+
+    private static func encode(raw: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: raw.count * 2) { buffer in
+            for (index, byte) in raw.enumerated() {
+                buffer[2 * index] = CanonicalJSON.hexDigit(byte >> 4)
+                buffer[2 * index + 1] = CanonicalJSON.hexDigit(byte & 0xF)
+            }
+            return raw.count * 2
+        }
+    }
+
     static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var out = [UInt8]()
         out.reserveCapacity(64)

@@ -7,9 +7,9 @@ import Crypto
 /// two together.
 extension AuditChain {
     mutating func sealRequest(_ record: HTTPRequestRecord, kind: String, time: AuditTime) -> SealedAuditEvent {
-        var out = [UInt8]()
-        out.reserveCapacity(1024)
-        var w = CanonicalWriter(out: out)
+        // The writer owns the only reference to its buffer: a second one (a local `out` passed in) made the
+        // first append copy it into a fresh, small buffer that then grew by doubling.
+        var w = CanonicalWriter(capacity: 1024)
         w.begin()
         if record.aborted { w.key("aborted"); w.raw("true") }
         w.key("bytes_in"); w.integer(record.bytesIn)
@@ -74,8 +74,8 @@ extension AuditChain {
         w.end()
 
         // hash over the event without `hash`, then the line with it, at its sorted place.
-        let hash = self.key.map { Hex.encode(HMAC<SHA256>.authenticationCode(for: w.out, using: $0)) }
-            ?? Hex.encode(SHA256.hash(data: w.out))
+        let hash = self.key.map { Hex.encode(digest: HMAC<SHA256>.authenticationCode(for: w.out, using: $0)) }
+            ?? Hex.encode(digest: SHA256.hash(data: w.out))
         var line = [UInt8]()
         line.reserveCapacity(w.out.count + 74)
         line.append(contentsOf: w.out[0..<hashPosition])
@@ -96,8 +96,9 @@ struct CanonicalWriter {
     var out: [UInt8]
     private var first = true
 
-    init(out: [UInt8]) {
-        self.out = out
+    init(capacity: Int) {
+        self.out = []
+        self.out.reserveCapacity(capacity)
     }
 
     mutating func begin() {
