@@ -191,13 +191,7 @@ enum Hex {
     }
 
     static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(64)
-        for byte in bytes {
-            out.append(CanonicalJSON.hexDigit(byte >> 4))
-            out.append(CanonicalJSON.hexDigit(byte & 0xF))
-        }
-        return String(decoding: out, as: UTF8.self)
+        Array(bytes).withUnsafeBytes { Self.encode(raw: $0) }
     }
 
     static func decode(_ text: String) -> [UInt8]? {

@@ -65,7 +65,8 @@ enum HeaderSanitizer {
         return !blank(first) && !blank(last) && !utf8.contains(UInt8(ascii: ","))
     }
 
-    private static func equalsIgnoringASCIICase(_ candidate: String, _ name: StaticString) -> Bool {
+    /// Whether a header name is `name` (lower case) in any ASCII case, without allocating.
+    static func equalsIgnoringASCIICase(_ candidate: String, _ name: StaticString) -> Bool {
         guard candidate.utf8.count == name.utf8CodeUnitCount else { return false }
         var index = 0
         for byte in candidate.utf8 {

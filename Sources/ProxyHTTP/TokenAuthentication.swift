@@ -17,7 +17,7 @@ enum BearerTokenSource {
     static func extract(from headers: HTTPHeaders, auth: RouteAuthConfig) -> Extraction {
         // One pass over the headers, no arrays: the common case is exactly one Authorization header.
         var authorization: String?
-        for (name, value) in headers where Self.isAuthorization(name) {
+        for (name, value) in headers where HeaderSanitizer.equalsIgnoringASCIICase(name, "authorization") {
             if authorization != nil { return .malformed }
             authorization = value
         }
@@ -47,18 +47,6 @@ enum BearerTokenSource {
             return .token(String(value))
         }
         return .none
-    }
-
-    /// `authorization` in any case, without allocating.
-    static func isAuthorization(_ name: String) -> Bool {
-        let expected: StaticString = "authorization"
-        guard name.utf8.count == 13 else { return false }
-        var index = 0
-        for byte in name.utf8 {
-            if byte | 0x20 != expected.utf8Start[index] { return false }
-            index += 1
-        }
-        return true
     }
 
     enum BearerScan: Equatable {
