@@ -47,7 +47,8 @@ final class AdminHandler: ChannelInboundHandler {
                 "# TYPE portcullis_token_verifications_total counter\n"
                 + "portcullis_token_verifications_total \(counters.verifications)\n"
                 + "# TYPE portcullis_token_cache_hits_total counter\n"
-                + "portcullis_token_cache_hits_total \(counters.cacheHits)"
+                + "portcullis_token_cache_hits_total \(counters.cacheHits)\n"
+                + LiveObjects.prometheusText
         default:
             status = .notFound
             body = #"{"error":"not_found","reason":"route_not_found","request_id":""}"#

@@ -12,7 +12,9 @@ final class DeadlineTimer {
     /// The current deadline; nil: nothing to time.
     private(set) var deadline: NIODeadline?
 
-    /// `onExpiry` runs on the loop when the deadline passes (capture the owner weakly).
+    /// `onExpiry` runs on the loop when the deadline passes. It may hold its owner strongly (a weak capture would
+    /// give the owner a refcount side table, slowing every retain and release of it): the owner must then
+    /// ``cancel()`` the timer when it goes away, which drops the pending task and with it the cycle.
     init(eventLoop: any EventLoop, onExpiry: @escaping () -> Void) {
         self.eventLoop = eventLoop
         self.onExpiry = onExpiry
@@ -43,8 +45,9 @@ final class DeadlineTimer {
     private func arm(_ at: NIODeadline) {
         self.scheduled?.cancel()
         self.firesAt = at
-        self.scheduled = self.eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in
-            self?.fired()
+        // The pending task holds the timer until it fires or is cancelled (no weak reference: see init).
+        self.scheduled = self.eventLoop.assumeIsolated().scheduleTask(deadline: at) { [self] in
+            self.fired()
         }
     }
 

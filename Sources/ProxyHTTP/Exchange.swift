@@ -2,6 +2,7 @@ import AuditCore
 import NIOCore
 import NIOHTTP1
 import ProxyModel
+import Synchronization
 
 /// One request/response exchange on a client connection, from its head to the end of its response.
 /// Confined to the client channel's event loop. Upstream events arrive here and are passed to the
@@ -18,7 +19,10 @@ final class Exchange: UpstreamReceiver {
         case responding
     }
 
-    weak var server: ProxyServerHandler?
+    /// Strong: a weak reference would give the connection's handler a refcount side table, which sends every
+    /// retain and release of it (several per request) down the runtime's slow path. The cycle ends when the
+    /// handler lets the exchange go (its end, the connection's close, or the handler's removal).
+    let server: ProxyServerHandler
     var phase: Phase = .processing
     var requestID = ""
     var routeName: String?
@@ -77,6 +81,11 @@ final class Exchange: UpstreamReceiver {
         self.startedAt = startedAt
         self.startedWall = startedWall
         self.head = head
+        LiveObjects.exchanges.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        LiveObjects.exchanges.subtract(1, ordering: .relaxed)
     }
 
     /// What the audit event says of the request: the normalized host and path once the request was routed,
@@ -96,19 +105,19 @@ final class Exchange: UpstreamReceiver {
     // MARK: UpstreamReceiver
 
     func upstreamResponsePart(_ part: HTTPClientResponsePart) {
-        self.server?.upstreamResponsePart(part, exchange: self)
+        self.server.upstreamResponsePart(part, exchange: self)
     }
 
     func upstreamReadComplete() {
-        self.server?.upstreamReadComplete(exchange: self)
+        self.server.upstreamReadComplete(exchange: self)
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {
-        self.server?.upstreamWritabilityChanged(exchange: self)
+        self.server.upstreamWritabilityChanged(exchange: self)
     }
 
     func upstreamFailed(_ error: (any Error)?) {
-        self.server?.upstreamFailed(error, exchange: self)
+        self.server.upstreamFailed(error, exchange: self)
     }
 }
 

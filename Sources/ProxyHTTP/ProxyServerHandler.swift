@@ -6,6 +6,7 @@ import PolicyCore
 import ProxyConfig
 import ProxyModel
 import ProxyTransport
+import Synchronization
 
 /// Sits in front of the HTTP/1 decoder and tells the proxy handler that bytes arrived, so that the
 /// header-read timer starts with the first byte of a request (slowloris protection).
@@ -13,7 +14,9 @@ final class InboundBytesObserver: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    weak var target: ProxyServerHandler?
+    /// Strong (no cycle: the handler does not know the observer); a weak reference would give the handler a
+    /// refcount side table (see ``Exchange/server``).
+    var target: ProxyServerHandler?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.target?.clientBytesArrived()
@@ -71,6 +74,11 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         self.listener = listener
         self.logger = logger
         self.connection = ConnectionInfo(listener: listener, peer: nil, peerDescription: "unknown", scheme: scheme)
+        LiveObjects.connectionHandlers.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        LiveObjects.connectionHandlers.subtract(1, ordering: .relaxed)
     }
 
     // MARK: lifecycle
@@ -94,7 +102,14 @@ final class ProxyServerHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        // The timers' closures hold the handler (strongly: see makeTimers); dropping them ends that cycle.
         for timer in [self.idleTimer, self.headerTimer, self.responseTimer, self.upstreamIdleTimer] { timer?.cancel() }
+        self.idleTimer = nil
+        self.headerTimer = nil
+        self.responseTimer = nil
+        self.upstreamIdleTimer = nil
+        self.exchange = nil
+        self.inbox.removeAll()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -242,26 +257,28 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         self.headerTimer?.set(.now() + TimeAmount(self.listener.limits.headerReadTimeout))
     }
 
+    /// The closures capture the handler strongly: a weak capture would give it a refcount side table (slow
+    /// retains and releases for the connection's life). `handlerRemoved` drops the timers, which ends the cycle.
     private func makeTimers(eventLoop: any EventLoop) {
-        guard self.idleTimer == nil else { return }
-        self.idleTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
-            guard let self, self.exchange == nil, self.inbox.isEmpty, self.headerTimer?.isSet == false else { return }
+        guard self.idleTimer == nil, self.context != nil else { return }
+        self.idleTimer = DeadlineTimer(eventLoop: eventLoop) { [self] in
+            guard self.exchange == nil, self.inbox.isEmpty, self.headerTimer?.isSet == false else { return }
             self.closeNow()
         }
-        self.headerTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
-            guard let self, self.exchange == nil, !self.closing else { return }
+        self.headerTimer = DeadlineTimer(eventLoop: eventLoop) { [self] in
+            guard self.exchange == nil, !self.closing else { return }
             self.logger.debug("request head not received in time")
             self.keepAlive = false
             self.respondWithoutExchange(reason: .requestTimeout)
         }
-        self.responseTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
-            guard let self, let exchange = self.exchange, exchange.phase == .forwarding, !exchange.responseHeadSent else {
+        self.responseTimer = DeadlineTimer(eventLoop: eventLoop) { [self] in
+            guard let exchange = self.exchange, exchange.phase == .forwarding, !exchange.responseHeadSent else {
                 return
             }
             self.upstreamTimedOut(exchange)
         }
-        self.upstreamIdleTimer = DeadlineTimer(eventLoop: eventLoop) { [weak self] in
-            guard let self, let exchange = self.exchange, exchange.phase == .forwarding,
+        self.upstreamIdleTimer = DeadlineTimer(eventLoop: eventLoop) { [self] in
+            guard let exchange = self.exchange, exchange.phase == .forwarding,
                 let idle = exchange.prepared.map({ TimeAmount($0.route.config.timeouts.idle) })
             else { return }
             if NIODeadline.now() - exchange.lastActivity >= idle {
@@ -381,8 +398,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             case .ready(let outcome):
                 self.authenticated(exchange, outcome: outcome)
             case .later(let future):
-                future.hop(to: context.eventLoop).assumeIsolated().whenComplete { [weak self] result in
-                    guard let self, self.exchange === exchange else { return }
+                future.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                    guard self.exchange === exchange else { return }
                     switch result {
                     case .success(let outcome): self.authenticated(exchange, outcome: outcome)
                     case .failure: self.respond(exchange, reason: .internalError)
@@ -423,8 +440,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
                 case .ready(let result):
                     self.upstreamAuthenticated(exchange, result: result)
                 case .later(let future):
-                    future.hop(to: context.eventLoop).assumeIsolated().whenComplete { [weak self] result in
-                        guard let self, self.exchange === exchange else { return }
+                    future.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                        guard self.exchange === exchange else { return }
                         switch result {
                         case .success(let result): self.upstreamAuthenticated(exchange, result: result)
                         case .failure: self.respond(exchange, reason: .internalError)
@@ -464,8 +481,8 @@ final class ProxyServerHandler: ChannelDuplexHandler {
             return
         }
         pool.acquire(connectTimeout: TimeAmount(prepared.route.config.timeouts.connect), fresh: fresh)
-            .assumeIsolated().whenComplete { [weak self] result in
-                guard let self, self.exchange === exchange, exchange.phase == .connecting else {
+            .assumeIsolated().whenComplete { [self] result in
+                guard self.exchange === exchange, exchange.phase == .connecting else {
                     if case .success(let connection) = result {
                         pool.release(connection, reusable: true)
                     }
@@ -940,7 +957,7 @@ final class ProxyServerHandler: ChannelDuplexHandler {
         let threshold = audit.longRequestThreshold
         let interval = TimeAmount.nanoseconds(max(min(threshold.nanoseconds / 4, 1_000_000_000), 10_000_000))
         exchange.watchedForLongRunning = true
-        self.loop.watchLongRunning(exchange, handler: self, deadline: exchange.startedAt + threshold, interval: interval)
+        self.loop.watchLongRunning(exchange, deadline: exchange.startedAt + threshold, interval: interval)
     }
 
     func recordLongRunning(_ exchange: Exchange) {

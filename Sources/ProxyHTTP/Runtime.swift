@@ -156,22 +156,20 @@ final class LoopContext {
     }
 
     /// Watches an allowed exchange; its handler records the long-running event once it passes `deadline`.
-    func watchLongRunning(_ exchange: Exchange, handler: ProxyServerHandler, deadline: NIODeadline, interval: TimeAmount) {
-        self.longRunning[ObjectIdentifier(exchange)] = LongRunningEntry(handler: handler, exchange: exchange, deadline: deadline)
+    func watchLongRunning(_ exchange: Exchange, deadline: NIODeadline, interval: TimeAmount) {
+        self.longRunning[ObjectIdentifier(exchange)] = LongRunningEntry(exchange: exchange, deadline: deadline)
         guard !self.longRunningSweepScheduled else { return }
         self.longRunningSweepScheduled = true
         self.scheduleLongRunningSweep(interval: interval)
     }
 
     private func scheduleLongRunningSweep(interval: TimeAmount) {
-        self.eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self] in
-            guard let self else { return }
+        self.eventLoop.assumeIsolated().scheduleTask(in: interval) { [self] in
             let now = NIODeadline.now()
-            for (key, entry) in self.longRunning
-            where entry.deadline <= now || entry.handler == nil || entry.exchange.audited {
+            for (key, entry) in self.longRunning where entry.deadline <= now || entry.exchange.audited {
                 self.longRunning[key] = nil
-                if let handler = entry.handler, !entry.exchange.audited {
-                    handler.recordLongRunning(entry.exchange)
+                if !entry.exchange.audited {
+                    entry.exchange.server.recordLongRunning(entry.exchange)
                 }
             }
             if self.longRunning.isEmpty {
@@ -219,9 +217,9 @@ final class LoopContext {
 extension LoopContext: Sendable {}
 
 struct LongRunningEntry {
-    weak var handler: ProxyServerHandler?
     /// Strong (a weak reference would give every allowed exchange a refcount side table); the entry goes when
-    /// the exchange is audited (`unwatchLongRunning`), or at the next sweep once its handler is gone.
+    /// the exchange is audited (`unwatchLongRunning`: its end, or its connection's close). The exchange names
+    /// its handler.
     let exchange: Exchange
     let deadline: NIODeadline
 }

@@ -5,6 +5,7 @@ import NIOPosix
 import ProxyConfig
 import ProxyModel
 import ProxyTransport
+import Synchronization
 
 /// One connection to an upstream endpoint, owned by the pool of its event loop.
 final class UpstreamConnection {
@@ -24,6 +25,11 @@ final class UpstreamConnection {
         self.handler = handler
         self.endpoint = endpoint
         self.endpointIndex = endpointIndex
+        LiveObjects.upstreamConnections.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        LiveObjects.upstreamConnections.subtract(1, ordering: .relaxed)
     }
 }
 
@@ -151,8 +157,9 @@ final class UpstreamPool {
             return
         }
         if connection.idleTimer == nil {
-            connection.idleTimer = DeadlineTimer(eventLoop: self.eventLoop) { [weak connection] in
-                connection?.channel.close(promise: nil)
+            // Strong capture (no side table on the connection); the timer is cancelled when the connection closes.
+            connection.idleTimer = DeadlineTimer(eventLoop: self.eventLoop) { [connection] in
+                connection.channel.close(promise: nil)
             }
         }
         connection.idleTimer?.set(.now() + TimeAmount(self.key.idleTimeout))
@@ -226,8 +233,10 @@ final class UpstreamPool {
                     endpoint: endpoint,
                     endpointIndex: index
                 )
-                handler.onClose = { [weak self, weak connection] in
-                    guard let self, let connection else { return }
+                // Strong captures: weak ones would give the pool and the connection refcount side tables, which
+                // slow every retain and release of them (several per request). The handler drops `onClose` when
+                // the channel goes inactive, which ends the cycle.
+                handler.onClose = { [self, connection] in
                     self.connectionClosed(connection)
                 }
                 if !channel.isActive {
@@ -267,6 +276,7 @@ final class UpstreamPool {
         let index = connection.endpointIndex
         self.endpoints[index].open -= 1
         connection.idleTimer?.cancel()
+        connection.idleTimer = nil  // its closure holds the connection
         if let position = self.endpoints[index].idle.firstIndex(where: { $0 === connection }) {
             self.endpoints[index].idle.remove(at: position)
         }

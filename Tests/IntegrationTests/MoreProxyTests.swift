@@ -145,4 +145,59 @@ struct MoreProxyTests {
         #expect(closed)
         #expect(Date().timeIntervalSince(start) < 4)
     }
+
+    @Test("no per-connection object outlives its connection: handlers, exchanges and timers end their cycles")
+    func noLeakedConnectionObjects() async throws {
+        // The request path holds its handler, exchanges, timers and upstream connections with strong references
+        // (weak ones cost a refcount side table) and ends each cycle itself. A cycle left open shows here as a
+        // live count that stays above zero after every client is gone.
+        let env = try await ProxyEnvironment(limits: "{ header_read_timeout: 1s, idle_timeout: 30s }")
+        defer { env.stop() }
+        func live(_ name: String) throws -> Int {
+            let text = try curl(["http://127.0.0.1:\(env.adminPort)/metrics"]).body
+            let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+            return line.flatMap { Int($0.split(separator: " ")[1]) } ?? -1
+        }
+        var clients: [RawClient] = []
+        // Keep-alive requests, pipelined ones, a 502 (refused upstream), a parser error, a body over the limit.
+        let keepAlive = try RawClient(port: env.port)
+        for i in 0..<5 {
+            try keepAlive.send("GET /ok/\(i) HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(keepAlive.readResponses(1).first?.hasPrefix("HTTP/1.1 200") == true)
+        }
+        try keepAlive.send("GET /p/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(keepAlive.readResponses(2).count == 2)
+        try keepAlive.send("GET /down/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(keepAlive.readResponses(1).first?.hasPrefix("HTTP/1.1 502") == true)
+        clients.append(keepAlive)
+        let malformed = try RawClient(port: env.port)
+        try malformed.send("NOT HTTP\r\n\r\n")
+        #expect(malformed.readUntilClose(timeout: 5).closed)
+        let tooLarge = try RawClient(port: env.port)
+        try tooLarge.send("POST /admin/x HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n" + String(repeating: "x", count: 4096))
+        #expect(tooLarge.readResponses(1).first?.hasPrefix("HTTP/1.1 413") == true)
+        clients.append(tooLarge)
+        // A client that goes away while the upstream has not answered (the exchange holds an upstream connection
+        // and its response timer), and one that leaves half a head (the header-read timer runs).
+        let gone = try RawClient(port: env.port)
+        try gone.send("GET /silent HTTP/1.1\r\nHost: a\r\n\r\n")
+        let half = try RawClient(port: env.port)
+        try half.send("GET /half HTTP/1.1\r\nHost")
+        #expect(eventually(timeout: 5) { env.upstream.requests.contains { $0.uri == "/silent" } })
+        #expect(try live("portcullis_live_exchanges") >= 1)
+        #expect(try live("portcullis_live_connection_handlers") >= 3)
+        gone.close()
+        half.close()
+        for client in clients { client.close() }
+        // Only the admin connection of the probe itself is not counted (another handler type).
+        #expect(eventually(timeout: 10) {
+            (try? live("portcullis_live_connection_handlers")) == 0 && (try? live("portcullis_live_exchanges")) == 0
+        })
+        #expect(try live("portcullis_live_connection_handlers") == 0)
+        #expect(try live("portcullis_live_exchanges") == 0)
+        // Upstream connections: the aborted one is closed and freed; what remains is the idle pool (at most one
+        // per event loop for this one upstream here), never one per request.
+        let upstream = try live("portcullis_live_upstream_connections")
+        #expect(upstream >= 0 && upstream <= ProcessInfo.processInfo.activeProcessorCount)
+    }
 }
