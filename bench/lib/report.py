@@ -180,6 +180,29 @@ def audit_cost(summary):
     return "\n".join(lines)
 
 
+def floor_gap(summary):
+    """Portcullis against nio-floor (bench/floor): the same SwiftNIO HTTP/1 pipeline with nothing else."""
+    floor = summary.get("nio-floor")
+    if not floor or not floor["rps"]:
+        return "Not measured in this run (no nio-floor row)."
+    lines = ["`nio-floor` is a minimal proxy on the same SwiftNIO HTTP/1 pipeline Portcullis uses (NIOHTTP1's decoders "
+             "and encoders, one upstream connection per client, no routing, identity, policy, audit or timeouts). "
+             "The gap is Portcullis' own work per request.\n",
+             f"nio-floor: {floor['rps']:,.0f} req/s, {fmt(floor['cpu_per_1k'] and floor['cpu_per_1k'] * 1000, '.1f')} µs "
+             f"of CPU per request; {floor['rps'] / summary['nginx']['rps']:.2f}× nginx plain."
+             if summary.get("nginx") and summary["nginx"]["rps"] else f"nio-floor: {floor['rps']:,.0f} req/s.",
+             "",
+             "| row | × nio-floor | CPU µs / req | over nio-floor, µs / req |", "|---|---|---|---|"]
+    for rid in ("portcullis-public", "portcullis-rs", "portcullis-es", "envoy-rs-cached"):
+        s = summary.get(rid)
+        if not s or not s["rps"]:
+            continue
+        cpu = s["cpu_per_1k"] and s["cpu_per_1k"] * 1000
+        over = cpu - floor["cpu_per_1k"] * 1000 if cpu is not None and floor["cpu_per_1k"] else None
+        lines.append(f"| {s['label']} | {s['rps'] / floor['rps']:.2f} | {fmt(cpu, '.1f')} | {fmt(over, '+.1f')} |")
+    return "\n".join(lines)
+
+
 def anchors_vs_reference(summary):
     out = []
     direct, cpu0 = summary.get("direct"), summary.get("direct-cpu0")
@@ -279,6 +302,9 @@ def main():
         md.append("No row had a non-2xx response, a socket error or a timeout.\n")
     md.append("## Against issue #7's targets\n")
     md.append(targets(summary))
+    md.append("")
+    md.append("## Portcullis against SwiftNIO's own floor\n")
+    md.append(floor_gap(summary))
     md.append("")
     md.append("## The audit trail's CPU cost per request (issue #6)\n")
     md.append(audit_cost(summary))
