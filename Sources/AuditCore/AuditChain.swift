@@ -39,6 +39,8 @@ public struct AuditChain: Sendable {
     /// The hash of the last sealed event (``genesis`` before the first).
     public internal(set) var head: String
     let key: SymmetricKey?
+    /// The request writer's buffer, kept between events (one allocation per chain, not per event).
+    var scratch: [UInt8] = []
 
     public init(instance: String, nextSeq: UInt64 = 0, head: String = AuditChain.genesis, hmacKey: [UInt8]? = nil) {
         self.instance = instance

@@ -95,40 +95,42 @@ public enum AuditDecision: String, Sendable {
 }
 
 /// What the request path records for one HTTP request. Filled on the event loop as the request goes;
-/// encoded off it.
-public struct HTTPRequestRecord: Sendable {
-    public var requestID: String
-    public var listener: String
-    public var route: String?
-    public var decision: AuditDecision
+/// encoded off it. A class of constants: the event is handed from the event loop through the audit buffer to
+/// the writer thread, and a struct of some twenty reference-counted fields cost a retain and a release per field
+/// at every copy on that way.
+public final class HTTPRequestRecord: Sendable {
+    public let requestID: String
+    public let listener: String
+    public let route: String?
+    public let decision: AuditDecision
     /// The model's reason code (`allowed`, `policy_denied`, `token_expired`, ...).
-    public var reason: String
+    public let reason: String
     /// Index of the deciding rule in its route.
-    public var rule: Int?
-    public var identity: AuditIdentity?
-    public var clientAddress: String
-    public var clientPort: Int?
-    public var tlsVersion: String?
-    public var sni: String?
-    public var method: String
-    public var host: String
+    public let rule: Int?
+    public let identity: AuditIdentity?
+    public let clientAddress: String
+    public let clientPort: Int?
+    public let tlsVersion: String?
+    public let sni: String?
+    public let method: String
+    public let host: String
     /// The normalized path (what policy saw and the upstream received); the raw target if it never normalized.
-    public var path: String
+    public let path: String
     /// The query with every value redacted except the route's allow-listed parameters; nil without a query.
-    public var query: String?
+    public let query: String?
     /// 0 when the connection ended before a response status was sent.
-    public var status: Int
-    public var bytesIn: Int64
-    public var bytesOut: Int64
+    public let status: Int
+    public let bytesIn: Int64
+    public let bytesOut: Int64
     /// Microseconds from the request head to the first response byte; nil without a response.
-    public var timeToFirstByteMicros: Int64?
-    public var durationMicros: Int64
-    public var upstream: String?
-    public var userAgent: String?
+    public let timeToFirstByteMicros: Int64?
+    public let durationMicros: Int64
+    public let upstream: String?
+    public let userAgent: String?
     /// The connection ended before the response was complete.
-    public var aborted: Bool
+    public let aborted: Bool
     /// Authentication failures from this address that the rate limit suppressed before this event.
-    public var suppressedBefore: Int
+    public let suppressedBefore: Int
 
     public init(
         requestID: String,

@@ -97,19 +97,20 @@ public enum CanonicalJSON {
     }
 
     /// Decimal digits without making a String.
+    /// The digits go into a small stack buffer and are appended once: reversing them in place (`out[start...]
+    /// .reverse()`) made the slice copy the whole output array at every number.
     static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
-        if magnitude == 0 {
-            out.append(UInt8(ascii: "0"))
-            return
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var index = 20  // UInt64.max has 20 digits
+            repeat {
+                index -= 1
+                digits[index] = UInt8(48 + magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index...]))
         }
-        let start = out.count
-        while magnitude > 0 {
-            out.append(UInt8(48 + magnitude % 10))
-            magnitude /= 10
-        }
-        out[start...].reverse()
     }
 
     /// ECMAScript Number.prototype.toString (ES2015 7.1.12.1) from the shortest round-trip digits.

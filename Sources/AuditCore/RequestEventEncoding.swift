@@ -8,8 +8,13 @@ import Crypto
 extension AuditChain {
     mutating func sealRequest(_ record: HTTPRequestRecord, kind: String, time: AuditTime) -> SealedAuditEvent {
         // The writer owns the only reference to its buffer: a second one (a local `out` passed in) made the
-        // first append copy it into a fresh, small buffer that then grew by doubling.
-        var w = CanonicalWriter(capacity: 1024)
+        // first append copy it into a fresh, small buffer that then grew by doubling. The buffer is the chain's
+        // scratch, swapped in and out (a move, not a copy), so its capacity is kept from event to event.
+        var w = CanonicalWriter(capacity: 0)
+        swap(&w.out, &self.scratch)
+        w.out.removeAll(keepingCapacity: true)
+        if w.out.capacity < 1024 { w.out.reserveCapacity(1024) }
+        defer { swap(&w.out, &self.scratch) }
         w.begin()
         if record.aborted { w.key("aborted"); w.raw("true") }
         w.key("bytes_in"); w.integer(record.bytesIn)
