@@ -151,8 +151,21 @@ public struct VerifiedTokenCache {
 
     private static func key(token: some StringProtocol, audiences: [String], issuer: String) -> Key {
         var hasher = SHA256()
-        var token = String(token)
-        token.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        // Hashed in place (a token is a slice of the request's header value): no 1 KB copy per request.
+        let hashed: Void? = token.utf8.withContiguousStorageIfAvailable { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        if hashed == nil {
+            var copy = String(token)
+            copy.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        }
+        // A route's audiences are usually one, or already in order: then there is nothing to sort or allocate.
+        var isSortedUnique = true
+        for index in audiences.indices.dropFirst() where !(audiences[index - 1] < audiences[index]) {
+            isSortedUnique = false
+            break
+        }
+        if isSortedUnique {
+            return Key(digest: hasher.finalize(), issuer: issuer, audiences: audiences)
+        }
         var sorted = audiences.sorted()
         if sorted.count > 1 {
             var unique: [String] = []

@@ -297,7 +297,7 @@ enum RequestPreparation {
         if stripAuthorization, let cookie = route.config.auth?.tokenCookie {
             BearerTokenSource.removingCookie(named: cookie, from: &upstream.headers)
         }
-        upstream.headers.add(name: "host", value: route.config.preserveHost ? rawHost : upstreamAuthority(route))
+        upstream.headers.add(name: "host", value: route.config.preserveHost ? rawHost : route.upstreamAuthority)
         switch framing {
         case .none:
             if head.method == .POST || head.method == .PUT || head.method == .PATCH {
@@ -306,8 +306,13 @@ enum RequestPreparation {
         case .length(let length): upstream.headers.add(name: "content-length", value: String(length))
         case .chunked: upstream.headers.add(name: "transfer-encoding", value: "chunked")
         }
-        forwardedFor.append(connection.peerDescription)
-        upstream.headers.add(name: "x-forwarded-for", value: forwardedFor.joined(separator: ", "))
+        // The common case (no trusted proxy in front) without an array and a join.
+        if forwardedFor.isEmpty {
+            upstream.headers.add(name: "x-forwarded-for", value: connection.peerDescription)
+        } else {
+            forwardedFor.append(connection.peerDescription)
+            upstream.headers.add(name: "x-forwarded-for", value: forwardedFor.joined(separator: ", "))
+        }
         upstream.headers.add(name: "x-forwarded-proto", value: forwardedProto ?? connection.scheme)
         upstream.headers.add(name: "x-forwarded-host", value: forwardedHost ?? rawHost)
         upstream.headers.add(name: "x-request-id", value: id)
@@ -338,9 +343,9 @@ enum RequestPreparation {
         )
     }
 
-    static func upstreamAuthority(_ route: CompiledRoute) -> String {
-        let endpoint = route.config.upstream.endpoints[0]
-        let defaultPort = route.config.upstream.scheme == .https ? 443 : 80
+    static func upstreamAuthority(_ route: RouteConfig) -> String {
+        let endpoint = route.upstream.endpoints[0]
+        let defaultPort = route.upstream.scheme == .https ? 443 : 80
         let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
         return endpoint.port == defaultPort ? host : "\(host):\(endpoint.port)"
     }

@@ -88,6 +88,8 @@ final class CompiledRoute: Sendable {
 
     /// TLS to the upstream (https upstreams only).
     let upstreamTLS: UpstreamTLSContextProvider?
+    /// The Host header for the upstream when the client's is not preserved (formatted once, not per request).
+    let upstreamAuthority: String
 
     init(_ route: RouteConfig, strippedHeaderNames: Set<String>, upstreamTLS: UpstreamTLSContextProvider?) {
         self.upstreamTLS = upstreamTLS
@@ -101,6 +103,7 @@ final class CompiledRoute: Sendable {
         self.policy = route.policy
         self.upstreamKey = UpstreamKey(route.upstream)
         self.strippedHeaderNames = strippedHeaderNames
+        self.upstreamAuthority = RequestPreparation.upstreamAuthority(route)
     }
 
     var name: String { self.config.name }
