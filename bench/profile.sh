@@ -29,7 +29,7 @@ BACKEND=${BENCH_HOME:-$HOME/.cache/portcullis-bench}/backend
 [ -x "$BIN" ] || { echo "no binary $BIN (PORTCULLIS_BIN)" >&2; exit 2; }
 BACKEND_PORT=$(grep -o 'upstream: http://127.0.0.1:[0-9]*' "$WORK/portcullis.yaml" | head -n1 | cut -d: -f4)
 PROXY_PORT=$(grep -A2 'name: web' "$WORK/portcullis.yaml" | grep -o '127.0.0.1:[0-9]*' | cut -d: -f2)
-AUTH="Authorization: Bearer $(cat "$WORK/keys/tokens/rs-good")"
+AUTH="Authorization: Bearer $(cat "$WORK/keys/tokens/${TOKEN:-rs-good}")"
 URL="http://127.0.0.1:$PROXY_PORT$URL_PATH"
 
 PIDS=()
