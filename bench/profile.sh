@@ -58,7 +58,7 @@ read -r U0 S0 < <(ticks)
 A0=$(audit_ticks)
 case "$MODE" in
     cpu) ;;
-    perf) perf record -F 2000 -g -p "$PROXY" -o "$WORK/perf.data" -- sleep $((DURATION + 1)) >/dev/null 2>&1 & PIDS+=($!) ;;
+    perf) perf record -e "${PERF_EVENT:-cpu-clock}" -F 2000 -g -p "$PROXY" -o "$WORK/perf.data" -- sleep $((DURATION + 1)) >/dev/null 2>&1 & PIDS+=($!) ;;
     mallocs)
         perf probe -q -x "$(ldd "$BIN" | awk '/libc.so/ { print $3 }')" --add malloc 2>/dev/null || true
         # perf stat counts every call; perf record (for the callers) may lose samples at this rate.
