@@ -240,7 +240,9 @@ final class UpstreamPool {
                     self.connectionClosed(connection)
                 }
                 if !channel.isActive {
-                    // Closed between connect and now: onClose already ran before it was set.
+                    // Closed between connect and now: onClose already ran before it was set, and never runs now;
+                    // dropping it ends the cycle it would keep (handler, closure, connection).
+                    handler.onClose = nil
                     self.endpoints[index].open -= 1
                     promise.fail(UpstreamPoolError.connectFailed("closed at connect"))
                     return
