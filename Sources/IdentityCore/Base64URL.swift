@@ -24,6 +24,10 @@ enum Base64URL {
     @inline(__always)
     static func isAlphabet(_ byte: UInt8) -> Bool { value(byte) != 0xFF }
 
+    /// ``value(_:)`` for every byte: the decoder looks bytes up here instead of branching on ranges
+    /// (a token's characters are random, so range branches mispredict).
+    private static let values: [UInt8] = (0..<256).map { value(UInt8($0)) }
+
     /// Decodes unpadded base64url. Returns nil for any byte outside the alphabet (`=`, `+`, `/`,
     /// whitespace, ...), for a length that no byte string encodes to (4n+1), and for non-zero
     /// trailing bits (a non-canonical encoding).
@@ -40,44 +44,47 @@ enum Base64URL {
         let count = input.count
         if count % 4 == 1 { return nil }
         var valid = true
-        let output = [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { output, initialized in
-            var i = 0
-            var o = 0
-            while i + 4 <= count {
-                let a = value(input[i])
-                let b = value(input[i + 1])
-                let c = value(input[i + 2])
-                let d = value(input[i + 3])
-                if (a | b | c | d) & 0x80 != 0 {
-                    valid = false
-                    break
+        let output = Self.values.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { output, initialized in
+                @inline(__always) func value(_ byte: UInt8) -> UInt8 { table[Int(byte)] }
+                var i = 0
+                var o = 0
+                while i + 4 <= count {
+                    let a = value(input[i])
+                    let b = value(input[i + 1])
+                    let c = value(input[i + 2])
+                    let d = value(input[i + 3])
+                    if (a | b | c | d) & 0x80 != 0 {
+                        valid = false
+                        break
+                    }
+                    let group = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                    output[o] = UInt8(truncatingIfNeeded: group >> 16)
+                    output[o + 1] = UInt8(truncatingIfNeeded: group >> 8)
+                    output[o + 2] = UInt8(truncatingIfNeeded: group)
+                    i += 4
+                    o += 3
                 }
-                let group = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
-                output[o] = UInt8(truncatingIfNeeded: group >> 16)
-                output[o + 1] = UInt8(truncatingIfNeeded: group >> 8)
-                output[o + 2] = UInt8(truncatingIfNeeded: group)
-                i += 4
-                o += 3
-            }
-            if valid, i < count {
-                // A final group of 2 or 3 characters; its unused low bits must be zero.
-                let a = value(input[i])
-                let b = value(input[i + 1])
-                let c = count - i == 3 ? value(input[i + 2]) : 0
-                if (a | b | c) & 0x80 != 0 {
-                    valid = false
-                } else if count - i == 2 {
-                    valid = b & 0x0F == 0
-                    output[o] = a << 2 | b >> 4
-                    o += 1
-                } else {
-                    valid = c & 0x03 == 0
-                    output[o] = a << 2 | b >> 4
-                    output[o + 1] = (b & 0x0F) << 4 | c >> 2
-                    o += 2
+                if valid, i < count {
+                    // A final group of 2 or 3 characters; its unused low bits must be zero.
+                    let a = value(input[i])
+                    let b = value(input[i + 1])
+                    let c = count - i == 3 ? value(input[i + 2]) : 0
+                    if (a | b | c) & 0x80 != 0 {
+                        valid = false
+                    } else if count - i == 2 {
+                        valid = b & 0x0F == 0
+                        output[o] = a << 2 | b >> 4
+                        o += 1
+                    } else {
+                        valid = c & 0x03 == 0
+                        output[o] = a << 2 | b >> 4
+                        output[o + 1] = (b & 0x0F) << 4 | c >> 2
+                        o += 2
+                    }
                 }
+                initialized = valid ? o : 0
             }
-            initialized = valid ? o : 0
         }
         return valid ? output : nil
     }

@@ -107,6 +107,11 @@ private struct Parser {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
     var index = 0
+    /// The members of the objects being parsed, innermost last: an object's members are collected here
+    /// and its dictionary is built once, at its exact size, when it closes (no rehashing as it grows).
+    private var members: [(key: String, value: JSONValue, offset: Int)] = []
+    /// The same for the elements of the arrays being parsed.
+    private var elements: [JSONValue] = []
 
     init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
@@ -159,12 +164,14 @@ private struct Parser {
     private mutating func parseObject(depth: Int) throws(StrictJSONError) -> JSONValue {
         if depth > self.maxDepth { throw self.fail(.tooDeep) }
         self.index += 1  // {
-        var object: [String: JSONValue] = [:]
         self.skipWhitespace()
         if try self.peek() == UInt8(ascii: "}") {
             self.index += 1
-            return .object(object)
+            return .object([:])
         }
+        let base = self.members.count
+        // One allocation for the members of a typical token header or claims set, nested ones included.
+        if base == 0 { self.members.reserveCapacity(16) }
         while true {
             self.skipWhitespace()
             let keyOffset = self.index
@@ -175,12 +182,18 @@ private struct Parser {
             self.index += 1
             self.skipWhitespace()
             let value = try self.parseValue(depth: depth)
-            if object.updateValue(value, forKey: key) != nil { throw self.fail(.duplicateKey, at: keyOffset) }
+            self.members.append((key, value, keyOffset))
             self.skipWhitespace()
             switch try self.peek() {
             case UInt8(ascii: ","): self.index += 1
             case UInt8(ascii: "}"):
                 self.index += 1
+                var object = [String: JSONValue](minimumCapacity: self.members.count - base)
+                for member in self.members[base...] where object.updateValue(member.value, forKey: member.key) != nil {
+                    // The first repeated key, in document order, at its second occurrence.
+                    throw self.fail(.duplicateKey, at: member.offset)
+                }
+                self.members.removeSubrange(base...)
                 return .object(object)
             default: throw self.fail(.unexpectedByte)
             }
@@ -190,20 +203,24 @@ private struct Parser {
     private mutating func parseArray(depth: Int) throws(StrictJSONError) -> JSONValue {
         if depth > self.maxDepth { throw self.fail(.tooDeep) }
         self.index += 1  // [
-        var array: [JSONValue] = []
         self.skipWhitespace()
         if try self.peek() == UInt8(ascii: "]") {
             self.index += 1
-            return .array(array)
+            return .array([])
         }
+        let base = self.elements.count
+        if base == 0 { self.elements.reserveCapacity(8) }
         while true {
             self.skipWhitespace()
-            array.append(try self.parseValue(depth: depth))
+            let element = try self.parseValue(depth: depth)
+            self.elements.append(element)
             self.skipWhitespace()
             switch try self.peek() {
             case UInt8(ascii: ","): self.index += 1
             case UInt8(ascii: "]"):
                 self.index += 1
+                let array = Array(self.elements[base...])
+                self.elements.removeSubrange(base...)
                 return .array(array)
             default: throw self.fail(.unexpectedByte)
             }
@@ -249,10 +266,29 @@ private struct Parser {
             }
             while self.index < self.bytes.count, isDigit(self.bytes[self.index]) { self.index += 1 }
         }
+        if isInteger, let integer = Self.int64(UnsafeBufferPointer(rebasing: self.bytes[start..<self.index])) {
+            return .integer(integer)
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: self.bytes[start..<self.index]), as: UTF8.self)
-        if isInteger, let integer = Int64(text) { return .integer(integer) }
         guard let double = Double(text), double.isFinite else { throw self.fail(.numberOutOfRange, at: start) }
         return .number(double)
+    }
+
+    /// An integer literal already checked by the grammar (`-`? digits, no leading zero), or nil when it
+    /// does not fit in Int64 (the caller then reads it as a Double).
+    private static func int64(_ literal: UnsafeBufferPointer<UInt8>) -> Int64? {
+        let negative = literal[0] == UInt8(ascii: "-")
+        var value: Int64 = 0
+        for byte in literal[(negative ? 1 : 0)...] {
+            let digit = Int64(byte &- UInt8(ascii: "0"))
+            // Accumulate negatively: Int64.min has no positive counterpart.
+            let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflow2) = shifted.subtractingReportingOverflow(digit)
+            if overflow1 || overflow2 { return nil }
+            value = next
+        }
+        if negative { return value }
+        return value == .min ? nil : -value
     }
 
     /// Parses a string starting at its opening quote; returns it unescaped.

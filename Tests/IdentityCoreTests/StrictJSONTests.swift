@@ -36,6 +36,17 @@ struct StrictJSONTests {
             ("\"é€😀\"", .string("é€😀")),
             (#"{"a":{"a":{"a":1}}}"#, .object(["a": .object(["a": .object(["a": .integer(1)])])])),
             (#"[{"a":1},{"a":1}]"#, .array([.object(["a": .integer(1)]), .object(["a": .integer(1)])])),
+            ("-9223372036854775809", .number(-9_223_372_036_854_775_809)),
+            ("-12", .integer(-12)),
+            // Objects and arrays nested between siblings: each keeps its own members and elements.
+            (
+                #"{"a":[1,{"b":[2,3],"c":{}},[]],"d":{"e":[4]},"f":5}"#,
+                .object([
+                    "a": .array([.integer(1), .object(["b": .array([.integer(2), .integer(3)]), "c": .object([:])]), .array([])]),
+                    "d": .object(["e": .array([.integer(4)])]),
+                    "f": .integer(5),
+                ])
+            ),
         ] as [(String, JSONValue)]
     )
     func accepts(_ text: String, _ expected: JSONValue) {
@@ -164,6 +175,13 @@ struct StrictJSONTests {
         }
         #expect(error.offset == 7)
         #expect(error.description == "duplicate object key at byte 7")
+        // The first repeated key in document order, at its second occurrence, in a nested object too.
+        guard case .failure(let nested) = Self.parse(#"{"x":{"b":1,"c":2,"b":3,"c":4}}"#) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(nested.code == .duplicateKey)
+        #expect(nested.offset == 18)
     }
 }
 
