@@ -130,6 +130,28 @@ def targets(summary):
         out.append(f"- {text}: {value:.2f}× (target ≥ {goal}×) {status} "
                    f"({num:,.0f} vs {den:,.0f} req/s{gap}).")
 
+    def budget_line(our_id, anchor_id, goal, cached_id=None):
+        """What a target leaves per request, against what nio-floor (and a signature check) needs in this run."""
+        ours, anchor, floor = summary.get(our_id), summary.get(anchor_id), summary.get("nio-floor")
+        if not (ours and anchor and floor and anchor["rps"] and ours["cpu_per_1k"] and floor["cpu_per_1k"]):
+            return
+        budget = 1e6 / (goal * anchor["rps"])  # one core, fully used: CPU µs per request at the target rate
+        floor_us = floor["cpu_per_1k"] * 1000
+        parts = f"nio-floor alone uses {floor_us:.1f}"
+        need = floor_us
+        cached = summary.get(cached_id) if cached_id else None
+        if cached and cached["cpu_per_1k"]:
+            verify_us = (ours["cpu_per_1k"] - cached["cpu_per_1k"]) * 1000
+            need += verify_us
+            parts += (f" and verifying the signature adds {verify_us:.1f} (Portcullis' uncached minus cached row), "
+                      f"{need:.1f} together")
+        bound = 1e6 / need
+        out.append(f"  - Budget at the target: {budget:.1f} µs of CPU per request; Portcullis uses "
+                   f"{ours['cpu_per_1k'] * 1000:.1f}; {parts}: at most {bound:,.0f} req/s = "
+                   f"{bound / anchor['rps']:.2f}× {anchor['label'].split(',')[0]} for a proxy on this SwiftNIO pipeline"
+                   + (" (the target lies above that bound: out of its reach)."
+                      if bound < goal * anchor["rps"] else "."))
+
     ratio_line("Repeated token, RS256, with policy and audit, against Envoy with its cache",
                "portcullis-rs", "envoy-rs-cached", 1.5)
     ratio_line("Stretch: repeated token RS256 against nginx plain", "portcullis-rs", "nginx", 0.7, stretch=True)
@@ -140,8 +162,11 @@ def targets(summary):
                    f"(target ≤ 15%) {verdict(cost <= 0.15)} ({rs:,.0f} RS256 cached vs {pub:,.0f} public req/s).")
     else:
         out.append("- Cost of authentication against our no-auth route: not measured in this run.")
+    budget_line("portcullis-rs", "envoy-rs-cached", 1.5)
     ratio_line("Uncached RS256 against HAProxy RS256", "portcullis-rs-uncached", "haproxy-rs", 1.2)
+    budget_line("portcullis-rs-uncached", "haproxy-rs", 1.2, cached_id="portcullis-rs")
     ratio_line("Uncached ES256 against Envoy ES256 uncached", "portcullis-es-uncached", "envoy-es", 1.3)
+    budget_line("portcullis-es-uncached", "envoy-es", 1.3, cached_id="portcullis-es")
 
     anchors = [s for s in summary.values()
                if s["process"] in ("haproxy", "envoy", "envoy-cached") and s["p99_ms"] is not None]
