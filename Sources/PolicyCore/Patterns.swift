@@ -57,11 +57,20 @@ public struct RouteTable<Payload: Sendable>: Sendable {
         }
     }
 
-    @usableFromInline var storage: _RouteTableStorage<Payload>
+    @usableFromInline var storage: _RouteTableStorage
+    /// The entries' payloads, in entry order: the storage finds the index.
+    @usableFromInline var payloads: [Payload]
 
     /// Later duplicates of the same (host, path) pair are ignored; config validation reports them.
-    public init(_ entries: [Entry]) { self.storage = _RouteTableStorage(entries) }
+    public init(_ entries: [Entry]) {
+        self.storage = _RouteTableStorage(entries.map { ($0.host, $0.path) })
+        self.payloads = entries.map(\.payload)
+    }
 
     /// `host` must be normalized (``HostNormalizer``), `path` normalized (``PathNormalizer``).
-    public func lookup(host: String, path: String) -> Payload? { self.storage.lookup(host: host, path: path) }
+    @inlinable
+    public func lookup(host: String, path: String) -> Payload? {
+        guard let index = self.storage.lookup(host: host, path: path) else { return nil }
+        return self.payloads[index]
+    }
 }

@@ -6,26 +6,33 @@
 // (exact routes, then prefix routes), then cut back at each `/`, longest first. Keys are
 // `Substring`s so that the candidates cut out of the request's host and path need no allocation.
 
-@usableFromInline
-struct _RouteTableStorage<Payload: Sendable>: Sendable {
-    private var exactHosts: [Substring: PathIndex<Payload>] = [:]
-    private var wildcardSuffixes: [Substring: PathIndex<Payload>] = [:]
-    private var anyHost = PathIndex<Payload>()
+//
+// The storage is not generic: it maps to the index of the entry, and ``RouteTable`` holds the payloads.
+// A generic storage would be called unspecialized from other modules, with every dictionary probe going
+// through witness tables and generic metadata looked up at run time.
 
-    init(_ entries: [RouteTable<Payload>.Entry]) {
-        for entry in entries {
+@usableFromInline
+struct _RouteTableStorage: Sendable {
+    private var exactHosts: [Substring: PathIndex] = [:]
+    private var wildcardSuffixes: [Substring: PathIndex] = [:]
+    private var anyHost = PathIndex()
+
+    init(_ entries: [(host: HostPattern, path: PathPattern)]) {
+        for (payload, entry) in entries.enumerated() {
             switch entry.host {
             case .any:
-                self.anyHost.insert(entry.path, entry.payload)
+                self.anyHost.insert(entry.path, payload)
             case .exact(let host):
-                self.exactHosts[Substring(host), default: PathIndex()].insert(entry.path, entry.payload)
+                self.exactHosts[Substring(host), default: PathIndex()].insert(entry.path, payload)
             case .wildcard(let suffix):
-                self.wildcardSuffixes[Substring(suffix), default: PathIndex()].insert(entry.path, entry.payload)
+                self.wildcardSuffixes[Substring(suffix), default: PathIndex()].insert(entry.path, payload)
             }
         }
     }
 
-    func lookup(host: String, path: String) -> Payload? {
+    /// The index of the entry that routes `host` and `path`.
+    @usableFromInline
+    func lookup(host: String, path: String) -> Int? {
         let path = Substring(path)
         let host = Substring(host)
 
@@ -53,15 +60,15 @@ struct _RouteTableStorage<Payload: Sendable>: Sendable {
 }
 
 /// The path routes of one host bucket.
-struct PathIndex<Payload: Sendable>: Sendable {
-    private var exact: [Substring: Payload] = [:]
+struct PathIndex: Sendable {
+    private var exact: [Substring: Int] = [:]
     /// Keyed by the prefix without `/*`; `/*` is the empty key.
-    private var prefixes: [Substring: Payload] = [:]
+    private var prefixes: [Substring: Int] = [:]
 
     init() {}
 
     /// The first entry for a pattern wins; later duplicates are ignored.
-    mutating func insert(_ pattern: PathPattern, _ payload: Payload) {
+    mutating func insert(_ pattern: PathPattern, _ payload: Int) {
         switch pattern {
         case .exact(let path):
             if self.exact.index(forKey: Substring(path)) == nil { self.exact[Substring(path)] = payload }
@@ -70,7 +77,7 @@ struct PathIndex<Payload: Sendable>: Sendable {
         }
     }
 
-    func lookup(_ path: Substring) -> Payload? {
+    func lookup(_ path: Substring) -> Int? {
         if !self.exact.isEmpty, let payload = self.exact[path] {
             return payload
         }

@@ -42,8 +42,7 @@ enum HostNormalization {
         if previous == ASCIIBytes.dot { return .failure(.hostInvalid) }
 
         if end == bytes.count && !hasUpper { return .success(original) }
-        let lowered = UnsafeBufferPointer(rebasing: bytes[..<end]).lazy.map(ASCIIBytes.lowercased)
-        return .success(String(decoding: lowered, as: UTF8.self))
+        return .success(self.lowercased(UnsafeBufferPointer(rebasing: bytes[..<end])))
     }
 
     /// `[v6]` or `[v6]:port`; the bracketed text must be an IPv6 address (kept as written, lower-cased).
@@ -75,8 +74,16 @@ enum HostNormalization {
             return .failure(.hostInvalid)
         }
         if afterClose == bytes.count && !hasUpper { return .success(original) }
-        let lowered = UnsafeBufferPointer(rebasing: bytes[...close]).lazy.map(ASCIIBytes.lowercased)
-        return .success(String(decoding: lowered, as: UTF8.self))
+        return .success(self.lowercased(UnsafeBufferPointer(rebasing: bytes[...close])))
+    }
+
+    /// ASCII bytes lower-cased into a String in one pass (no lazy sequence, which `String(decoding:)`
+    /// can only copy byte by byte through a dynamic cast).
+    private static func lowercased(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: bytes.count) { output in
+            for index in bytes.indices { output[index] = ASCIIBytes.lowercased(bytes[index]) }
+            return bytes.count
+        }
     }
 
     /// Decimal 1-65535, digits only (at most five of them).
