@@ -55,13 +55,22 @@ public struct VerifiedTokenCache {
         256 + token.utf8.count + issuer.utf8.count + audiences.reduce(0) { $0 + $1.utf8.count + 16 }
     }
 
+    /// The proxy's call (a token sliced out of its header): concrete, so that it is not called
+    /// unspecialized from another module.
+    public mutating func lookup(token: Substring, audiences: [String], issuer: String, now: Int64) -> VerifiedToken? {
+        self.lookup(key: Self.key(token: token, audiences: audiences, issuer: issuer), now: now)
+    }
+
     public mutating func lookup(
         token: some StringProtocol,
         audiences: [String],
         issuer: String,
         now: Int64
     ) -> VerifiedToken? {
-        let key = Self.key(token: token, audiences: audiences, issuer: issuer)
+        self.lookup(key: Self.key(token: token, audiences: audiences, issuer: issuer), now: now)
+    }
+
+    private mutating func lookup(key: Key, now: Int64) -> VerifiedToken? {
         guard let slot = self.index[key] else {
             self.misses += 1
             return nil

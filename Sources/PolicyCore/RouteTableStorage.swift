@@ -5,7 +5,6 @@
 // host, and the first bucket with a matching path wins. Inside a bucket the path is tried whole
 // (exact routes, then prefix routes), then cut back at each `/`, longest first. Keys are
 // `Substring`s so that the candidates cut out of the request's host and path need no allocation.
-
 //
 // The storage is not generic: it maps to the index of the entry, and ``RouteTable`` holds the payloads.
 // A generic storage would be called unspecialized from other modules, with every dictionary probe going

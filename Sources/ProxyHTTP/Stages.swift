@@ -39,7 +39,7 @@ struct RequestStages: Sendable {
         // The verified client certificate (the TLS layer refused invalid or revoked ones already).
         let certificate = input.connection.tls?.clientCertificate
         let extraction = auth.issuers.isEmpty ? .none : BearerTokenSource.extract(from: input.head.headers, auth: auth)
-        let token: String
+        let token: Substring
         switch auth.identityStep(hasCertificate: certificate != nil, hasToken: extraction != .none) {
         case .refuse(let reason): return .ready(.refused(reason, headers: []))
         case .certificate: return .ready(.identity(certificate.map { Principal(clientCertificate: $0) }))

@@ -9,7 +9,8 @@ import ProxyModel
 enum BearerTokenSource {
     enum Extraction: Equatable {
         case none
-        case token(String)
+        /// A slice of the header's value: the token is not copied.
+        case token(Substring)
         /// An Authorization header that is present but unusable (several of them, or a Bearer without a token).
         case malformed
     }
@@ -28,7 +29,7 @@ enum BearerTokenSource {
                 let bytes = value.utf8
                 let start = bytes.index(bytes.startIndex, offsetBy: range.lowerBound)
                 let end = bytes.index(bytes.startIndex, offsetBy: range.upperBound)
-                return .token(String(Substring(bytes[start..<end])))
+                return .token(Substring(bytes[start..<end]))
             case .malformed: return .malformed
             case .notBearer: break
             }
@@ -39,12 +40,12 @@ enum BearerTokenSource {
             if let value = values.first {
                 let token = value.trimmingASCIISpaces()
                 guard !token.isEmpty, isB64Token(token) else { return .malformed }
-                return .token(String(token))
+                return .token(token)
             }
         }
         if let name = auth.tokenCookie, let value = cookie(named: name, in: headers) {
             guard !value.isEmpty, isB64Token(value) else { return .malformed }
-            return .token(String(value))
+            return .token(value)
         }
         return .none
     }
@@ -158,7 +159,7 @@ struct TokenAuthenticator {
     let counters: ProxyCounters
 
     func authenticate(
-        token: String,
+        token: Substring,
         route: CompiledRoute,
         registry: IdentityRegistry,
         loop: LoopContext,
@@ -239,7 +240,7 @@ struct TokenAuthenticator {
     }
 
     private func verify(
-        _ token: String,
+        _ token: Substring,
         _ unverified: UnverifiedToken,
         keys: JWKSet,
         store: IssuerKeyStore,
