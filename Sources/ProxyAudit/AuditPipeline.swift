@@ -189,7 +189,9 @@ public final class AuditPipeline: @unchecked Sendable {
             if batch.count < 1024 { usleep(2000) }
         }
         for sink in self.sinks { sink.close(deadline: self.closeDeadline) }
-        self.writeHead(now: AuditClock.now(), force: true)
+        if self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head {
+            self.writeHead(now: AuditClock.now())
+        }
         self.control.withLock { $0.stopped = true }
         self.finished.signal()
     }
@@ -250,33 +252,64 @@ public final class AuditPipeline: @unchecked Sendable {
     private func tick(now: AuditTime, force: Bool) {
         guard force || now.microseconds - self.lastTick.microseconds >= 100_000 else { return }
         self.lastTick = now
+        // The head is persisted at the file sink's fsync cadence, right after the sinks made their events
+        // durable: a head written (and fsynced) more often than the events it names would, after a power
+        // loss, claim events the file no longer has, and `audit verify --head` would report a truncation.
+        let headDue = self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head
+            && (force || now.microseconds - self.lastHeadWrite.microseconds >= self.headIntervalMicros)
         for sink in self.sinks {
             do {
+                if headDue { try sink.sync(now: now) }
                 try sink.tick(now: now)
             } catch {
                 self.logger.error("audit sink tick failed", metadata: ["proxy_audit_sink": "\(sink.name)", "proxy_error": "\(error)"])
             }
         }
-        self.writeHead(now: now, force: force)
+        if headDue { self.writeHead(now: now) }
     }
 
-    /// Persists the chain head (write to a temporary file, then rename) when it moved, at most every 100 ms.
-    private func writeHead(now: AuditTime, force: Bool) {
-        guard let headFile = self.headFile, self.chain.nextSeq > 0, self.persistedHead != self.chain.head else { return }
-        guard force || now.microseconds - self.lastHeadWrite.microseconds >= 100_000 else { return }
+    /// How often the head is persisted: the first file sink's `fsync_interval` (at least 100 ms; 1 s without
+    /// a file sink).
+    private var headIntervalMicros: Int64 {
+        for sink in self.config.sinks {
+            if case .file(let file) = sink { return max(file.fsyncInterval.microseconds, 100_000) }
+        }
+        return 1_000_000
+    }
+
+    /// Persists the chain head: a temporary file written and fsynced, then renamed over the head file.
+    private func writeHead(now: AuditTime) {
+        guard let headFile = self.headFile else { return }
         let head = AuditHead(instance: self.instance, seq: self.chain.nextSeq - 1, hash: self.chain.head, time: now)
         let temporary = headFile + ".tmp"
         do {
             let directory = (headFile as NSString).deletingLastPathComponent
-            if !directory.isEmpty {
+            if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
-            try Data(head.json).write(to: URL(fileURLWithPath: temporary))
+            try Self.writeDurably(head.json, to: temporary)
             if rename(temporary, headFile) != 0 { throw AuditIOError(operation: "rename", path: headFile, errno: errno) }
             self.persistedHead = head.hash
             self.lastHeadWrite = now
         } catch {
             self.logger.error("audit head not persisted", metadata: ["proxy_audit_head": "\(headFile)", "proxy_error": "\(error)"])
         }
+    }
+
+    /// open (truncating), write everything, fsync, close.
+    private static func writeDurably(_ bytes: [UInt8], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw AuditIOError(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AuditIOError(operation: "write", path: path, errno: errno)
+            }
+            offset += n
+        }
+        if fsync(fd) != 0 { throw AuditIOError(operation: "fsync", path: path, errno: errno) }
     }
 }

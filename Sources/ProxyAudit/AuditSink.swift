@@ -12,7 +12,15 @@ public protocol AuditSink: AnyObject, Sendable {
     /// Called on the writer thread about every 100 ms and after each batch: time-based work (fsync,
     /// rotation by age). Cheap when there is nothing to do.
     func tick(now: AuditTime) throws
+    /// Makes what `write` accepted durable now (a file sink fsyncs). The writer calls it just before it
+    /// persists the chain head, so that the head never vouches for events a crash could still take away.
+    /// Network sinks keep their own durability (the spool) and need not do anything.
+    func sync(now: AuditTime) throws
     /// Writes out what is pending and releases resources, waiting at most `deadline` seconds for network
     /// sinks to deliver (what is left stays in their spool). Called once, on the writer thread, at shutdown.
     func close(deadline: Double)
+}
+
+extension AuditSink {
+    public func sync(now: AuditTime) throws {}
 }

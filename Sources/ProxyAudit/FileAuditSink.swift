@@ -101,8 +101,8 @@ public final class FileAuditSink: AuditSink, @unchecked Sendable {
         self.buffer.removeAll(keepingCapacity: true)
     }
 
-    private func sync(now: AuditTime) throws {
-        guard self.fd >= 0 else { return }
+    public func sync(now: AuditTime) throws {
+        guard self.fd >= 0, self.unsynced else { return }
         if fsync(self.fd) != 0 { throw AuditIOError(operation: "fsync", path: self.config.path, errno: errno) }
         self.unsynced = false
         self.lastSync = now

@@ -269,6 +269,69 @@ struct AuditPipelineTests {
     }
 }
 
+extension AuditPipelineTests {
+    @Test("the head is persisted at the file sink's fsync cadence, never for events not yet synced")
+    func headFollowsTheSinksSync() throws {
+        let dir = try AuditTestDirectory()
+        let spy = SyncSpySink(headFile: dir.path + "/audit.head")
+        // fsync every 600 ms: after the first head (written at the first tick), the next is due 600 ms later,
+        // not at the writer's next 100 ms tick.
+        let file = AuditFileSinkConfig(path: dir.path + "/audit.jsonl", fsyncInterval: .milliseconds(600))
+        let config = AuditConfig(headFile: dir.path + "/audit.head", sinks: [.file(file)])
+        let pipeline = AuditPipeline(
+            config: config,
+            instance: "i-1",
+            sinks: [try FileAuditSink(config: file, logger: self.logger), spy],
+            hmacKey: nil,
+            signer: nil,
+            logger: self.logger
+        )
+        pipeline.start()
+        defer { pipeline.stop(deadline: 1) }
+        for n in 0..<10 { pipeline.queue.force(self.event(n)) }
+        usleep(100_000)
+        let first = try #require(AuditHead(json: dir.read("audit.head")), "the first head is written at once")
+        #expect(first.seq <= 10)  // chain_start and up to 10 events, as the writer's first batch took them
+        for n in 10..<20 { pipeline.queue.force(self.event(n)) }
+        usleep(150_000)
+        let unchanged = try #require(AuditHead(json: dir.read("audit.head")))
+        #expect(unchanged.seq == first.seq, "the head was rewritten before the fsync interval was over")
+        usleep(800_000)
+        let later = try #require(AuditHead(json: dir.read("audit.head")))
+        #expect(later.seq == 20)
+        pipeline.stop(deadline: 1)  // the writer thread is done with the spy
+        // Each head on disk was written after some sync and names only events the sinks had been handed before
+        // it: at sync i, the head on disk names a seq below the count received at sync i - 1.
+        let syncs = spy.syncs
+        #expect(syncs.count >= 2)
+        for i in syncs.indices.dropFirst() {
+            if let seq = syncs[i].headSeqOnDisk {
+                #expect(seq < syncs[i - 1].received, "sync \(i): the head names seq \(seq), the sinks had \(syncs[i - 1].received)")
+            }
+        }
+    }
+}
+
+/// Records, at each `sync`, how many events it has received and the seq of the head on disk at that moment.
+final class SyncSpySink: AuditSink, @unchecked Sendable {
+    let name = "sync-spy"
+    let headFile: String
+    private var received = 0
+    private(set) var syncs: [(received: Int, headSeqOnDisk: UInt64?)] = []
+
+    init(headFile: String) { self.headFile = headFile }
+
+    func write(_ batch: [SealedAuditEvent]) throws { self.received += batch.count }
+
+    func sync(now: AuditTime) throws {
+        let head = FileManager.default.contents(atPath: self.headFile).flatMap { AuditHead(json: Array($0)) }
+        self.syncs.append((self.received, head?.seq))
+    }
+
+    func tick(now: AuditTime) throws {}
+    func close(deadline: Double) {}
+}
+
 /// Fails its first `failures` writes.
 final class FlakySink: AuditSink, @unchecked Sendable {
     let name = "flaky"
