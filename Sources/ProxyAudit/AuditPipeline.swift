@@ -188,8 +188,17 @@ public final class AuditPipeline: @unchecked Sendable {
             // the event loops for the core).
             if batch.count < 1024 { usleep(2000) }
         }
+        var synced = true
+        for sink in self.sinks {
+            do {
+                try sink.sync(now: AuditClock.now())
+            } catch {
+                synced = false
+                self.logger.error("audit sink sync failed at shutdown", metadata: ["proxy_audit_sink": "\(sink.name)", "proxy_error": "\(error)"])
+            }
+        }
         for sink in self.sinks { sink.close(deadline: self.closeDeadline) }
-        if self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head {
+        if synced && self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head {
             self.writeHead(now: AuditClock.now())
         }
         self.control.withLock { $0.stopped = true }
@@ -257,15 +266,23 @@ public final class AuditPipeline: @unchecked Sendable {
         // loss, claim events the file no longer has, and `audit verify --head` would report a truncation.
         let headDue = self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head
             && (force || now.microseconds - self.lastHeadWrite.microseconds >= self.headIntervalMicros)
+        var synced = true
         for sink in self.sinks {
             do {
-                if headDue { try sink.sync(now: now) }
+                if headDue {
+                    do {
+                        try sink.sync(now: now)
+                    } catch {
+                        synced = false  // no head for events that may not be durable; the next tick tries again
+                        throw error
+                    }
+                }
                 try sink.tick(now: now)
             } catch {
                 self.logger.error("audit sink tick failed", metadata: ["proxy_audit_sink": "\(sink.name)", "proxy_error": "\(error)"])
             }
         }
-        if headDue { self.writeHead(now: now) }
+        if headDue && synced { self.writeHead(now: now) }
     }
 
     /// How often the head is persisted: the first file sink's `fsync_interval` (at least 100 ms; 1 s without

@@ -312,6 +312,45 @@ extension AuditPipelineTests {
     }
 }
 
+extension AuditPipelineTests {
+    @Test("a sink that cannot sync gets no head written for its events, neither while running nor at shutdown")
+    func noHeadWithoutSync() throws {
+        let dir = try AuditTestDirectory()
+        let sink = SyncFailingSink()
+        let pipeline = AuditPipeline(
+            config: AuditConfig(headFile: dir.path + "/audit.head", sinks: []),
+            instance: "i-1",
+            sinks: [sink],
+            hmacKey: nil,
+            signer: nil,
+            logger: self.logger
+        )
+        pipeline.start()
+        for n in 0..<5 { pipeline.queue.force(self.event(n)) }
+        usleep(300_000)
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/audit.head"))
+        pipeline.stop(deadline: 1)
+        #expect(sink.received == 6)
+        #expect(sink.syncAttempts >= 2)
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/audit.head"))
+    }
+}
+
+/// Takes every batch but fails every `sync` (a disk that cannot fsync).
+final class SyncFailingSink: AuditSink, @unchecked Sendable {
+    let name = "sync-failing"
+    private(set) var received = 0
+    private(set) var syncAttempts = 0
+    struct Failure: Error {}
+    func write(_ batch: [SealedAuditEvent]) throws { self.received += batch.count }
+    func sync(now: AuditTime) throws {
+        self.syncAttempts += 1
+        throw Failure()
+    }
+    func tick(now: AuditTime) throws {}
+    func close(deadline: Double) {}
+}
+
 /// Records, at each `sync`, how many events it has received and the seq of the head on disk at that moment.
 final class SyncSpySink: AuditSink, @unchecked Sendable {
     let name = "sync-spy"
