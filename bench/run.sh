@@ -442,40 +442,10 @@ measure_row() { # measure_row PASS ROWDEF
         log "pass $pass: $id: $proc (pid $pid) DIED during the load; last log lines:"
         tail -n 20 "$WORK/logs/$proc.log" >&2
     fi
-    python3 - "$out" "$pass" "$id" "$label" "$proc" "$group" "$status" "$before" "$after" "$v_before" "$v_after" "$load" \
-        >>"$WORK/results.jsonl" <<'EOF'
-import json, sys
-out, pas, rid, label, proc, group, status, before, after, vb, va, load = sys.argv[1:]
-row = {"pass": int(pas), "id": rid, "label": label, "process": proc, "group": group, "status": status,
-       "loadavg": load}
-text = open(out).read()
-for line in text.splitlines():
-    if line.startswith("BENCH_RESULT "):
-        row.update(json.loads(line[len("BENCH_RESULT "):]))
-if "requests" not in row:
-    row["status"] = status if status != "ok" else "no_wrk_result"
-tb, hb, clk, ab = map(int, before.split())
-ta, ha, _, aa = map(int, after.split())
-row["cpu_seconds"] = (ta - tb) / clk
-row["audit_cpu_seconds"] = (aa - ab) / clk
-row["peak_rss_kib"] = ha
-row["verifications"] = int(va) - int(vb) if int(vb) >= 0 and int(va) >= 0 else None
-print(json.dumps(row))
-EOF
+    python3 "$BENCH_DIR/lib/record.py" row wrk "$out" "$pass" "$id" "$label" "$proc" "$group" "$status" "$before" "$after" \
+        "$v_before" "$v_after" "$load" >>"$WORK/results.jsonl"
     local summary
-    summary=$(python3 - "$WORK/results.jsonl" <<'EOF'
-import json, sys
-r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-if "requests" not in r:
-    print(r["status"]); sys.exit()
-rps = r["requests"] / (r["duration_us"] / 1e6)
-bad = r["non2xx"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
-extra = f", {bad} non-2xx/errors" if bad else ""
-if r.get("verifications") is not None:
-    extra += f", {r['verifications'] / max(r['requests'], 1):.2f} verifications/request"
-print(f"{rps:,.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms, {1000 * r['cpu_seconds'] / max(r['requests'], 1):.4f} CPU s/1k req{extra}")
-EOF
-)
+    summary=$(python3 "$BENCH_DIR/lib/record.py" summary "$WORK/results.jsonl")
     log "pass $pass: $id: $summary"
 }
 
@@ -508,33 +478,10 @@ measure_latency_row() { # measure_latency_row PASS ROWDEF
         log "pass $pass: $id at $LATENCY_RATE req/s: $proc (pid $pid) DIED; last log lines:"
         tail -n 20 "$WORK/logs/$proc.log" >&2
     fi
-    python3 - "$out" "$pass" "$id" "$label" "$proc" "$group" "$status" "$before" "$after" >>"$WORK/results.jsonl" <<'EOF2'
-import json, sys
-out, pas, rid, label, proc, group, status, before, after = sys.argv[1:]
-row = {"pass": int(pas), "id": rid, "label": label, "process": proc, "group": group, "mode": "same_load", "status": status}
-for line in open(out).read().splitlines():
-    if line.startswith("BENCH_RESULT "):
-        row.update(json.loads(line[len("BENCH_RESULT "):]))
-row["mode"] = "same_load"
-if "requests" not in row:
-    row["status"] = status if status != "ok" else "no_loadgen_result"
-tb, hb, clk, ab = map(int, before.split())
-ta, ha, _, aa = map(int, after.split())
-row["cpu_seconds"] = (ta - tb) / clk
-row["peak_rss_kib"] = ha
-print(json.dumps(row))
-EOF2
+    python3 "$BENCH_DIR/lib/record.py" row same_load "$out" "$pass" "$id" "$label" "$proc" "$group" "$status" "$before" "$after" \
+        >>"$WORK/results.jsonl"
     local summary
-    summary=$(python3 - "$WORK/results.jsonl" <<'EOF2'
-import json, sys
-r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-if "requests" not in r:
-    print(r["status"]); sys.exit()
-bad = r["non2xx"] + r["errors"] + r["timeouts"]
-print(f"p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms, p99.9 {r['p999_us'] / 1000:.2f} ms"
-      + (f", {bad} non-2xx/errors/timeouts" if bad else "") + (f", {r['late']} sent late" if r["late"] else ""))
-EOF2
-)
+    summary=$(python3 "$BENCH_DIR/lib/record.py" summary "$WORK/results.jsonl")
     log "pass $pass: $id at $LATENCY_RATE req/s: $summary"
 }
 

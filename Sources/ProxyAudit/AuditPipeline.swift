@@ -198,7 +198,7 @@ public final class AuditPipeline: @unchecked Sendable {
             }
         }
         for sink in self.sinks { sink.close(deadline: self.closeDeadline) }
-        if synced && self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head {
+        if synced && self.headMoved {
             self.writeHead(now: AuditClock.now())
         }
         self.control.withLock { $0.stopped = true }
@@ -264,8 +264,7 @@ public final class AuditPipeline: @unchecked Sendable {
         // The head is persisted at the file sink's fsync cadence, right after the sinks made their events
         // durable: a head written (and fsynced) more often than the events it names would, after a power
         // loss, claim events the file no longer has, and `audit verify --head` would report a truncation.
-        let headDue = self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head
-            && (force || now.microseconds - self.lastHeadWrite.microseconds >= self.headIntervalMicros)
+        let headDue = self.headMoved && (force || now.microseconds - self.lastHeadWrite.microseconds >= self.headIntervalMicros)
         var synced = true
         for sink in self.sinks {
             do {
@@ -283,6 +282,11 @@ public final class AuditPipeline: @unchecked Sendable {
             }
         }
         if headDue && synced { self.writeHead(now: now) }
+    }
+
+    /// The chain has events the persisted head does not name yet (and there is a head file to write).
+    private var headMoved: Bool {
+        self.headFile != nil && self.chain.nextSeq > 0 && self.persistedHead != self.chain.head
     }
 
     /// How often the head is persisted: the first file sink's `fsync_interval` (at least 100 ms; 1 s without
@@ -318,15 +322,7 @@ public final class AuditPipeline: @unchecked Sendable {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw AuditIOError(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw AuditIOError(operation: "write", path: path, errno: errno)
-            }
-            offset += n
-        }
+        try writeAll(bytes, to: fd, path: path)
         if fsync(fd) != 0 { throw AuditIOError(operation: "fsync", path: path, errno: errno) }
     }
 }

@@ -189,7 +189,7 @@ public final class StdoutAuditSink: AuditSink, @unchecked Sendable {
 }
 
 /// Writes every byte (a short write continues, EINTR retries).
-private func writeAll(_ bytes: [UInt8], to fd: Int32, path: String) throws {
+func writeAll(_ bytes: [UInt8], to fd: Int32, path: String) throws {
     try bytes.withUnsafeBytes { raw in
         var offset = 0
         while offset < raw.count {
