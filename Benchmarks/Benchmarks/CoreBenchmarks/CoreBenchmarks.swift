@@ -1,6 +1,6 @@
 // Micro-benchmarks for the request path's pure work outside the policy: path normalization, JWT
-// verification (RS256 and ES256, full verification and a cache hit) and sealing an audit event (canonical
-// JSON and SHA-256), with allocation counts. Outside CI; see README.md.
+// verification (every algorithm the verifier accepts, full verification and a cache hit) and sealing an
+// audit event (canonical JSON and SHA-256), with allocation counts. Outside CI; see README.md.
 //
 // Each iteration runs 1,000 operations (scalingFactor .kilo) except the JWT verifications, which are slow
 // enough to be measured one per iteration.
@@ -45,7 +45,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // MARK: JWT verification
-    for algorithm in [JWSAlgorithm.RS256, .ES256] {
+    for algorithm in JWSAlgorithm.allCases {
         Benchmark("TokenVerifier.verify \(algorithm) uncached", configuration: single) { benchmark, fixture in
             for _ in benchmark.scaledIterations {
                 blackHole(
@@ -107,21 +107,36 @@ struct JWTFixture {
             + Self.b64url(try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys]))
         let jwk: JWK
         let signature: Data
+        let message = Data(input.utf8)
         switch algorithm {
-        case .RS256:
+        case .RS256, .RS384, .RS512, .PS256, .PS384, .PS512:
             let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
             let primitives = try key.publicKey.getKeyPrimitives()
             jwk = try JWK(rsaModulus: Array(primitives.modulus), exponent: Array(primitives.publicExponent), keyID: "k1")
-            signature = try key.signature(for: Data(input.utf8), padding: .insecurePKCS1v1_5).rawRepresentation
-        default:
+            let padding: _RSA.Signing.Padding = algorithm.rawValue.hasPrefix("PS") ? .PSS : .insecurePKCS1v1_5
+            switch algorithm {
+            case .RS384, .PS384: signature = try key.signature(for: SHA384.hash(data: message), padding: padding).rawRepresentation
+            case .RS512, .PS512: signature = try key.signature(for: SHA512.hash(data: message), padding: padding).rawRepresentation
+            default: signature = try key.signature(for: SHA256.hash(data: message), padding: padding).rawRepresentation
+            }
+        case .ES256:
             let key = P256.Signing.PrivateKey()
             let raw = Array(key.publicKey.rawRepresentation)
             jwk = try JWK(ecKeyType: .ecP256, x: Array(raw[0..<32]), y: Array(raw[32..<64]), keyID: "k1")
-            signature = try key.signature(for: Data(input.utf8)).rawRepresentation
+            signature = try key.signature(for: message).rawRepresentation
+        case .ES384:
+            let key = P384.Signing.PrivateKey()
+            let raw = Array(key.publicKey.rawRepresentation)
+            jwk = try JWK(ecKeyType: .ecP384, x: Array(raw[0..<48]), y: Array(raw[48..<96]), keyID: "k1")
+            signature = try key.signature(for: message).rawRepresentation
+        case .EdDSA:
+            let key = Curve25519.Signing.PrivateKey()
+            jwk = try JWK(ed25519PublicKey: Array(key.publicKey.rawRepresentation), keyID: "k1")
+            signature = try key.signature(for: message)
         }
         self.token = input + "." + Self.b64url(signature)
         self.keys = JWKSet(keys: [jwk])
-        self.policy = IssuerPolicy(issuer: Self.issuer)
+        self.policy = IssuerPolicy(issuer: Self.issuer, algorithms: Set(JWSAlgorithm.allCases))
         guard case .valid(let verified) = TokenVerifier.verify(
             self.token,
             keys: self.keys,
