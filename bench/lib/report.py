@@ -292,14 +292,16 @@ def targets(summary, same_load=None):
             value = median(ratios)
             verdicts.append(value <= 1)
             best_row = min(same, key=lambda s: s["p99_ms"] or float("inf"))
-            lines.append(f"  - {mine['label'].split(', ', 1)[1]}: {value:.2f}× the best {alg.upper()}256 "
+            shown = format(value, ".3f" if abs(value - 1) < 0.005 else ".2f")  # 1.004 must not read as 1.00
+            lines.append(f"  - {mine['label'].split(', ', 1)[1]}: {shown}× the best {alg.upper()}256 "
                          f"anchor's p99 {verdict(value <= 1)}: the median of the passes' ratios "
                          f"({' / '.join(format(r, '.2f') for r in ratios)}; at or below it in {wins} of {len(ratios)}"
                          + (f"; {stalled} stalled pass(es) left out" if stalled else "") + "); "
                          f"the medians of the rows give {mine['p99_ms']:.2f} ms vs {best_row['p99_ms']:.2f} ms "
                          f"({best_row['label']}).")
         if not verdicts:
-            out.append(f"- p99 latency {where}: not measured in this run.")
+            out.append(f"- p99 latency {where}: not judged in this run.")
+            out.extend(lines)
             return
         met = sum(verdicts)
         out.append(f"- p99 latency {where}, no worse than the best JWT anchor's with the same algorithm, pass by pass: "
