@@ -189,14 +189,7 @@ public final class AuditPipeline: @unchecked Sendable {
             if batch.count < 1024 { usleep(2000) }
         }
         var synced = true
-        for sink in self.sinks {
-            do {
-                try sink.sync(now: AuditClock.now())
-            } catch {
-                synced = false
-                self.logger.error("audit sink sync failed at shutdown", metadata: ["proxy_audit_sink": "\(sink.name)", "proxy_error": "\(error)"])
-            }
-        }
+        for sink in self.sinks where !self.sync(sink, now: AuditClock.now()) { synced = false }
         for sink in self.sinks { sink.close(deadline: self.closeDeadline) }
         if synced && self.headMoved {
             self.writeHead(now: AuditClock.now())
@@ -267,21 +260,29 @@ public final class AuditPipeline: @unchecked Sendable {
         let headDue = self.headMoved && (force || now.microseconds - self.lastHeadWrite.microseconds >= self.headIntervalMicros)
         var synced = true
         for sink in self.sinks {
+            // No head for events that may not be durable (the next tick tries again); that sink skips its tick.
+            if headDue && !self.sync(sink, now: now) {
+                synced = false
+                continue
+            }
             do {
-                if headDue {
-                    do {
-                        try sink.sync(now: now)
-                    } catch {
-                        synced = false  // no head for events that may not be durable; the next tick tries again
-                        throw error
-                    }
-                }
                 try sink.tick(now: now)
             } catch {
                 self.logger.error("audit sink tick failed", metadata: ["proxy_audit_sink": "\(sink.name)", "proxy_error": "\(error)"])
             }
         }
         if headDue && synced { self.writeHead(now: now) }
+    }
+
+    /// Makes the sink's events durable; false (logged) when it could not.
+    private func sync(_ sink: any AuditSink, now: AuditTime) -> Bool {
+        do {
+            try sink.sync(now: now)
+            return true
+        } catch {
+            self.logger.error("audit sink sync failed", metadata: ["proxy_audit_sink": "\(sink.name)", "proxy_error": "\(error)"])
+            return false
+        }
     }
 
     /// The chain has events the persisted head does not name yet (and there is a head file to write).
